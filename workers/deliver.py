@@ -1,0 +1,195 @@
+"""Delivering one attempt: send through the sink, classify, record.
+
+:class:`Deliverer` makes attempt ``n`` of a delivery and records its outcome
+with the delivery's next state in one transaction; a retry is scheduled
+through RQ in that same transaction (``workers.deliver.due`` at the next
+attempt's time), so an outcome is never recorded without its follow-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rq import Queue, get_current_job
+
+from relay import deliveries as states
+from relay import ids
+from relay.connection import Keys
+from relay.deliveries import Delivery, attempt_record
+from relay.events import Event
+from relay.stores import Stores
+from relay.webhooks import Webhook
+from workers import retry
+from workers.sinks.base import Message, Outcome, Sink
+from workers.sinks.http import HttpSink
+
+log = logging.getLogger(__name__)
+
+#: How long RQ keeps the record of a failed ``due`` job (for operators).
+_FAILURE_TTL = 7 * 24 * 3600
+
+
+def due(delivery_id: str, number: int, prefix: str) -> None:
+    """RQ job: attempt ``number`` of a delivery is due; hand it to workers."""
+    job = get_current_job()
+    assert job is not None
+    job.connection.xadd(Keys(prefix).work, {"d": delivery_id, "n": number})
+
+
+class Deliverer:
+    """Makes attempts and records their outcomes."""
+
+    def __init__(self, stores: Stores, sinks: dict[str, Sink] | None = None):
+        self.stores = stores
+        self.settings = stores.settings
+        self.queue = Queue(self.settings.queue_name, connection=stores.client)
+        http = HttpSink(self.settings)
+        self.sinks: dict[str, Sink] = {"http": http, "slack": http, "email": http}
+        self.sinks.update(sinks or {})
+
+    def attempt(
+        self,
+        delivery: Delivery,
+        webhook: Webhook,
+        event: Event,
+        number: int,
+        lock_token: str,
+    ) -> str:
+        """Make attempt ``number`` and record it; returns the new state."""
+        message = Message(
+            delivery_id=delivery.id,
+            number=number,
+            event_id=event.id,
+            event=event.event,
+            received_ms=event.received_ms,
+            body=event.body,
+            url=delivery.url or webhook.url,
+            webhook=webhook,
+        )
+        started_ms = ids.now_ms()
+        began = time.monotonic()
+        outcome = self._send(message, began + self.settings.delivery_timeout)
+        duration_ms = int((time.monotonic() - began) * 1000)
+        state, delay = self._next(delivery, number, outcome)
+        record = attempt_record(
+            number,
+            started_ms,
+            duration_ms,
+            status=outcome.status,
+            error=outcome.error,
+            message=outcome.message,
+            response=outcome.response,
+        )
+        if outcome.details:
+            record["details"] = outcome.details
+        recorded = self._record(
+            delivery, number, state, record, lock_token, delay, outcome
+        )
+        log.info(
+            "attempt delivery_id=%s webhook_id=%s event_id=%s sink=%s attempt=%d "
+            "status=%s error=%s duration_ms=%d state=%s",
+            delivery.id,
+            webhook.id,
+            event.id,
+            webhook.sink,
+            number,
+            outcome.status,
+            outcome.error,
+            duration_ms,
+            state if recorded else "stale",
+        )
+        if outcome.disable and recorded:
+            self.stores.webhooks.disable(webhook.id, outcome.message)
+            log.warning(
+                "webhook disabled webhook_id=%s url=%s reason=%s",
+                webhook.id,
+                webhook.url,
+                outcome.message,
+            )
+
+        return state
+
+    def settle(self, delivery: Delivery, number: int, state: str, reason: str) -> None:
+        """Finish a delivery without an attempt (its webhook or event is gone)."""
+        pipe = self.stores.client.pipeline(transaction=True)
+        self.stores.deliveries.record(
+            pipe, delivery, number, state, attempt=None, last_error=reason
+        )
+        pipe.execute()
+        log.warning(
+            "delivery %s delivery_id=%s webhook_id=%s event_id=%s reason=%s",
+            state,
+            delivery.id,
+            delivery.webhook_id,
+            delivery.event_id,
+            reason,
+        )
+
+    def _send(self, message: Message, deadline: float) -> Outcome:
+        sink = self.sinks[message.webhook.sink]
+        try:
+            return sink.send(message, deadline)
+        except Exception as exc:  # a sink bug must not lose the delivery
+            log.exception("sink failed delivery_id=%s", message.delivery_id)
+            return Outcome(False, error="sink_error", message=repr(exc)[:300])
+
+    def _next(
+        self, delivery: Delivery, number: int, outcome: Outcome
+    ) -> tuple[str, float | None]:
+        if outcome.delivered:
+            return states.DELIVERED, None
+        if outcome.permanent:
+            return states.DEAD, None
+        delay = retry.next_delay(
+            self.settings, number - delivery.cycle, outcome.retry_after
+        )
+        if delay is None:
+            return states.DEAD, None
+
+        return states.RETRYING, delay
+
+    def _record(
+        self,
+        delivery: Delivery,
+        number: int,
+        state: str,
+        record: dict[str, Any],
+        lock_token: str,
+        delay: float | None,
+        outcome: Outcome,
+    ) -> bool:
+        when = None
+        if delay is not None:
+            when = datetime.now(UTC) + timedelta(seconds=delay)
+        pipe = self.stores.client.pipeline(transaction=True)
+        self.stores.deliveries.record(
+            pipe,
+            delivery,
+            number,
+            state,
+            attempt=record,
+            lock_token=lock_token,
+            next_ms=int(when.timestamp() * 1000) if when else None,
+            last_error=None if outcome.delivered else _summary(outcome),
+        )
+        if when is not None:
+            self.queue.enqueue_at(
+                when,
+                "workers.deliver.due",
+                delivery.id,
+                number + 1,
+                self.settings.key_prefix,
+                job_id=f"relay-due-{delivery.id}-{number + 1}",
+                result_ttl=0,
+                failure_ttl=_FAILURE_TTL,
+                pipeline=pipe,
+            )
+
+        return bool(pipe.execute()[0])
+
+
+def _summary(outcome: Outcome) -> str:
+    return f"{outcome.error}: {outcome.message}"[:300]

@@ -1,0 +1,1 @@
+"""Sinks: the kinds of destination a webhook delivers to."""

@@ -1,0 +1,53 @@
+"""What every sink takes and gives: a message in, an outcome out."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Protocol
+
+from relay.webhooks import Webhook
+
+
+@dataclasses.dataclass(frozen=True)
+class Message:
+    """One attempt of one delivery, as a sink sends it."""
+
+    delivery_id: str
+    number: int
+    event_id: str
+    event: str
+    received_ms: int
+    body: bytes
+    url: str
+    webhook: Webhook
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What one attempt came to.
+
+    ``error`` is a short class (``timeout``, ``connect_error``, ``http_503``)
+    for filters and metrics; ``message`` says it for a person.
+    ``permanent`` skips the rest of the schedule; ``disable`` also disables
+    the webhook (the destination is gone for good).
+    """
+
+    delivered: bool
+    status: int | None = None
+    error: str | None = None
+    message: str = ""
+    response: str = ""
+    retry_after: float | None = None
+    permanent: bool = False
+    disable: bool = False
+    details: dict[str, Any] | None = None
+
+
+class Sink(Protocol):
+    """Sends a message to a webhook's destination."""
+
+    kind: str
+
+    def send(self, message: Message, deadline: float) -> Outcome:
+        """Send ``message``; give up at ``deadline`` (``time.monotonic()``)."""
+        ...
