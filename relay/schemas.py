@@ -223,3 +223,60 @@ class ErrorBody(Schema):
     """Every API error: ``{"error": {...}}``."""
 
     error = fields.Nested(ErrorDetail)
+
+
+class Attempt(Schema):
+    """One try of a delivery and its outcome."""
+
+    number = fields.Integer()
+    at = fields.String()
+    duration_ms = fields.Integer()
+    status = fields.Integer(allow_none=True)
+    error = fields.String(allow_none=True)
+    message = fields.String()
+    response = fields.String()
+
+
+class Delivery(Schema):
+    """One event bound for one webhook."""
+
+    id = fields.String()
+    event_id = fields.String()
+    event = fields.String()
+    webhook_id = fields.String()
+    state = fields.String(validate=validate.OneOf(DELIVERY_STATES))
+    attempt_count = fields.Integer()
+    created_at = fields.String()
+    updated_at = fields.String()
+    next_attempt_at = fields.String(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    dead_at = fields.String()
+    attempts = fields.List(fields.Nested(Attempt))
+
+
+class DeliveryEnvelope(Schema):
+    delivery = fields.Nested(Delivery)
+
+
+class DeliveryPage(Schema):
+    deliveries = fields.List(fields.Nested(Delivery))
+    next = fields.String(allow_none=True)
+
+
+class DeadLetterPage(Schema):
+    dead_letters = fields.List(fields.Nested(Delivery))
+    next = fields.String(allow_none=True)
+
+
+class PageQuery(Schema):
+    limit = fields.Integer(
+        validate=validate.Range(min=1, max=defaults.PAGE_SIZE_MAX),
+        load_default=defaults.PAGE_SIZE,
+    )
+    cursor = fields.String()
+
+
+class DeadLetterQuery(PageQuery):
+    webhook = fields.String()
+    event = fields.String()
+    since = fields.AwareDateTime(default_timezone=None)

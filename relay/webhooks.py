@@ -147,7 +147,10 @@ def url_problem(url: str, sink: str | None) -> str | None:
         return f"is longer than {defaults.URL_MAX_LENGTH} characters"
     if any(ch.isspace() or ord(ch) < 32 for ch in url):
         return "contains white space or control characters"
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # for example an unclosed IPv6 bracket: http://[::1
+        return "is not a well-formed URL"
     sink = sink or implied_sink(url)
     if sink == "email":
         if parts.scheme != "mailto":

@@ -86,3 +86,47 @@ def app(settings: Settings, redis_client: redis.Redis):  # type: ignore[no-untyp
 def client(app):  # type: ignore[no-untyped-def]
     """Flask's test client for the app."""
     return app.test_client()
+
+
+@pytest.fixture
+def engine(stores: Stores):  # type: ignore[no-untyped-def]
+    """A running delivery engine (threads in this process) over the test Redis."""
+    from workers.engine import Engine
+
+    running = Engine(stores, name="test-engine")
+    running.start()
+    yield running
+    running.stop(grace=5)
+
+
+@pytest.fixture
+def run_due(stores: Stores):  # type: ignore[no-untyped-def]
+    """Run RQ's scheduled jobs that are due, as a worker's scheduler would."""
+    from rq import Queue, SimpleWorker
+
+    queue = Queue(stores.settings.queue_name, connection=stores.client)
+
+    def run() -> None:
+        worker = SimpleWorker([queue], connection=stores.client)
+        worker.work(burst=True, with_scheduler=True, logging_level="WARNING")
+
+    return run
+
+
+@pytest.fixture
+def wait_for(run_due):  # type: ignore[no-untyped-def]
+    """Wait until ``condition()`` is true, running due RQ jobs meanwhile."""
+    import time
+
+    def wait(condition, timeout: float = 15.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+        until = time.monotonic() + timeout
+        while True:
+            value = condition()
+            if value:
+                return value
+            if time.monotonic() > until:
+                raise AssertionError(f"timed out waiting for {what}")
+            run_due()
+            time.sleep(0.05)
+
+    return wait

@@ -24,6 +24,11 @@ from relay.errors import (
 )
 from relay.stores import Stores
 
+#: Deepest nesting of arrays and objects accepted in a body. orjson parses up
+#: to 1024 levels but serializes only about 255, and relay serializes every
+#: payload again (its idempotency digest, its answers) inside levels of its own.
+MAX_NESTING = 200
+
 
 def stores() -> Stores:
     """The stores of the running app."""
@@ -46,9 +51,17 @@ def read_body() -> bytes:
             f"send the body as application/json (Content-Type was {shown})"
         )
     try:
-        return request.get_data(cache=True)
+        body = request.get_data(cache=True)
     except RequestEntityTooLarge as exc:
         raise too_large() from exc
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(body) >= limit:
+        # A body without Content-Length (chunked) is read only up to the limit,
+        # and werkzeug then stops without saying whether more was sent.
+        if request.environ["wsgi.input"].read(1):
+            raise too_large()
+
+    return body
 
 
 def too_large() -> PayloadTooLarge:
@@ -62,9 +75,28 @@ def parse(body: bytes) -> Any:
     if not body:
         raise BadRequest("the body is empty; send a JSON object")
     try:
-        return jsonio.loads(body)
+        value = jsonio.loads(body)
     except jsonio.JSONDecodeError as exc:
         raise BadRequest("the body is not valid JSON", details=str(exc)) from exc
+    if _deeper_than(value, MAX_NESTING):
+        raise BadRequest(f"the body is nested deeper than {MAX_NESTING} levels")
+
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """True if ``value`` nests arrays and objects more than ``limit`` deep."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, dict | list):
+            continue
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children)
+
+    return False
 
 
 def read_json() -> Any:

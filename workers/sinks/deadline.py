@@ -19,6 +19,17 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 
+class _Watched:
+    """One attempt under watch: its deadline and connections."""
+
+    __slots__ = ("deadline", "conns", "expired")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.conns: list[Any] = []
+        self.expired = False
+
+
 class Watchdog:
     """Shuts down the sockets of attempts that outlive their deadline."""
 
@@ -26,34 +37,34 @@ class Watchdog:
         self.interval = interval
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._watched: dict[int, tuple[Any, float]] = {}
+        self._watched: dict[int, tuple[Any, _Watched]] = {}
         self._thread: threading.Thread | None = None
 
     def begin(self, deadline: float) -> None:
         """Start watching the calling thread's connections until ``end``."""
-        self._local.deadline = deadline
-        self._local.conns = []
-        self._local.expired = False
+        self._local.attempt = _Watched(deadline)
         self._ensure_running()
 
     def end(self) -> bool:
         """Stop watching; True if the watchdog had to cut the attempt."""
+        attempt: _Watched | None = getattr(self._local, "attempt", None)
+        if attempt is None:
+            return False
+        self._local.attempt = None
         with self._lock:
-            for conn in getattr(self._local, "conns", []):
+            for conn in attempt.conns:
                 self._watched.pop(id(conn), None)
-        self._local.deadline = None
-        self._local.conns = []
 
-        return bool(getattr(self._local, "expired", False))
+        return attempt.expired
 
     def watch(self, conn: Any) -> None:
-        """Register ``conn`` under the calling thread's deadline, if any."""
-        deadline = getattr(self._local, "deadline", None)
-        if deadline is None:
+        """Register ``conn`` under the calling thread's attempt, if any."""
+        attempt: _Watched | None = getattr(self._local, "attempt", None)
+        if attempt is None:
             return
+        attempt.conns.append(conn)
         with self._lock:
-            self._watched[id(conn)] = (conn, deadline, self._local)  # type: ignore[assignment]
-        self._local.conns.append(conn)
+            self._watched[id(conn)] = (conn, attempt)
 
     def _ensure_running(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -73,12 +84,12 @@ class Watchdog:
                 late = [
                     (key, entry)
                     for key, entry in self._watched.items()
-                    if entry[1] <= now
+                    if entry[1].deadline <= now
                 ]
                 for key, _ in late:
                     del self._watched[key]
-            for _, (conn, _, owner) in late:  # type: ignore[misc]
-                owner.expired = True
+            for _, (conn, attempt) in late:
+                attempt.expired = True
                 _cut(conn)
 
 
