@@ -57,8 +57,12 @@ class Deliverer:
         event: Event,
         number: int,
         lock_token: str,
-    ) -> str:
-        """Make attempt ``number`` and record it; returns the new state."""
+    ) -> str | float:
+        """Make attempt ``number`` and record it; returns the new state.
+
+        When the sink defers (nothing sent), nothing is recorded, the lock is
+        released, and the seconds to wait are returned instead.
+        """
         message = Message(
             delivery_id=delivery.id,
             number=number,
@@ -72,6 +76,9 @@ class Deliverer:
         started_ms = ids.now_ms()
         began = time.monotonic()
         outcome = self._send(message, began + self.settings.delivery_timeout)
+        if outcome.defer is not None:
+            self.release(delivery.id, lock_token)
+            return outcome.defer
         duration_ms = int((time.monotonic() - began) * 1000)
         state, delay = self._next(delivery, number, outcome)
         record = attempt_record(
@@ -111,6 +118,12 @@ class Deliverer:
             )
 
         return state
+
+    def release(self, delivery_id: str, lock_token: str) -> None:
+        """Give up the delivery's lock if this attempt still holds it."""
+        key = self.stores.deliveries.keys.lock(delivery_id)
+        if self.stores.client.get(key) == lock_token.encode():
+            self.stores.client.delete(key)
 
     def settle(self, delivery: Delivery, number: int, state: str, reason: str) -> None:
         """Finish a delivery without an attempt (its webhook or event is gone)."""
@@ -163,7 +176,10 @@ class Deliverer:
     ) -> bool:
         when = None
         if delay is not None:
-            when = datetime.now(UTC) + timedelta(seconds=delay)
+            # RQ's scheduler keeps whole seconds and runs a job once its
+            # second has begun: round up so that no attempt comes early.
+            due = datetime.now(UTC) + timedelta(seconds=delay)
+            when = due.replace(microsecond=0) + timedelta(seconds=1)
         pipe = self.stores.client.pipeline(transaction=True)
         self.stores.deliveries.record(
             pipe,

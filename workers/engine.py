@@ -409,10 +409,14 @@ class Engine:
             if self.client.set(
                 self.keys.lock(job.delivery.id), token, nx=True, px=lock_ms
             ):
-                self.deliverer.attempt(
+                result = self.deliverer.attempt(
                     job.delivery, job.webhook, job.event, job.number, token
                 )
-                self._observe(job.webhook.id, time.monotonic() - began)
+                if isinstance(result, float):
+                    # Nothing was sent: wait behind the webhook, uncounted.
+                    self._park_job(job, wait_ms=int(result * 1000), settle=False)
+                else:
+                    self._observe(job.webhook.id, time.monotonic() - began)
             else:
                 # Another worker is attempting this delivery: leave the item
                 # unacknowledged; recovery brings it back if that one dies.
@@ -471,7 +475,9 @@ class Engine:
         self.deliverer.settle(job.delivery, job.number, state, reason)
         self._settle(job)
 
-    def _park_job(self, job: _Job) -> None:
+    def _park_job(
+        self, job: _Job, wait_ms: int = _PARK_MS, settle: bool = True
+    ) -> None:
         assert job.webhook is not None
         self._park(
             keys=[
@@ -481,10 +487,11 @@ class Engine:
             args=[
                 f"{job.delivery.id}|{job.number}",
                 job.webhook.id,
-                ids.now_ms() + _PARK_MS,
+                ids.now_ms() + wait_ms,
             ],
         )
-        self._settle(job)
+        if settle:
+            self._settle(job)
 
     def _settle(self, job: _Job) -> None:
         with self._lock:

@@ -29,7 +29,9 @@ class Outcome:
     ``error`` is a short class (``timeout``, ``connect_error``, ``http_503``)
     for filters and metrics; ``message`` says it for a person.
     ``permanent`` skips the rest of the schedule; ``disable`` also disables
-    the webhook (the destination is gone for good).
+    the webhook (the destination is gone for good). ``defer`` means
+    nothing was sent: the attempt waits that many seconds (a rate limit or
+    an open breaker) and is not counted.
     """
 
     delivered: bool
@@ -41,6 +43,12 @@ class Outcome:
     permanent: bool = False
     disable: bool = False
     details: dict[str, Any] | None = None
+    defer: float | None = None
+
+
+def deferred(seconds: float, why: str) -> Outcome:
+    """An outcome that sends nothing and asks to wait ``seconds``."""
+    return Outcome(False, error="deferred", message=why, defer=max(0.0, seconds))
 
 
 class Sink(Protocol):
