@@ -100,6 +100,7 @@ def run_dev(
         "  stop      Ctrl-C\n"
     )
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     code = 0
     try:
         while all(child.poll() is None for child in children):

@@ -26,6 +26,8 @@ def relay_env(redis_url: str | None, **extra: str) -> dict[str, str]:
         RELAY_DELIVERY_TIMEOUT="3",
         PYTHONUNBUFFERED="1",
     )
+    # The virtualenv's scripts (relay, gunicorn) first, as an activated one.
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     if redis_url:
         env["REDIS_URL"] = redis_url
     env.update(extra)
