@@ -133,7 +133,8 @@ class WebhookCreate(Schema):
     )
     sink = fields.String(validate=validate.OneOf(SINKS))
     description = fields.String(
-        validate=validate.Length(max=defaults.DESCRIPTION_MAX_LENGTH)
+        allow_none=True,
+        validate=validate.Length(max=defaults.DESCRIPTION_MAX_LENGTH),
     )
 
 

@@ -406,7 +406,7 @@ def test_openapi_describes_every_route(app, client):
         ("/v1/webhooks/{webhook_id}/secret", "get"),
         ("/v1/events/{event}", "post"),
         ("/v1/events", "post"),
-        ("/v1/events/{event_id}", "get"),
+        ("/v1/events/{event}", "get"),
         ("/v1/event-types", "get"),
         ("/healthz", "get"),
     ],

@@ -125,16 +125,18 @@ def receive_envelope() -> Any:
     return _accept(event, payload, jsonio.dumps(payload))
 
 
-@blp.route("/events/<event_id>", methods=["GET"])
+# The same path parameter as intake's (``{event}``), since OpenAPI forbids two
+# templated paths that differ only in a parameter's name: here it is an id.
+@blp.route("/events/<event>", methods=["GET"])
 @blp.response(200, schemas.StoredEventEnvelope)
 @blp.alt_response(404, schema=schemas.ErrorBody, description="Unknown or expired id")
-def show(event_id: str) -> Any:
-    """One stored event with its payload."""
-    event = stores().events.get(event_id)
-    if event is None:
-        raise NotFound(f"no event has id {event_id!r} (or it has expired)")
+def show(event: str) -> Any:
+    """One stored event with its payload (``event`` is its id, ``evt_…``)."""
+    found = stores().events.get(event)
+    if found is None:
+        raise NotFound(f"no event has id {event!r} (or it has expired)")
 
-    return {"event": {**event.summary(), "payload": event.payload()}}
+    return {"event": {**found.summary(), "payload": found.payload()}}
 
 
 def _json_schemas() -> dict[str, dict[str, Any]]:
