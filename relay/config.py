@@ -12,6 +12,7 @@ from typing import Any
 
 from relay import defaults
 from relay.errors import ConfigError
+from relay.netguard import IPNetwork, parse_networks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Settings:
     api_token: str | None = None
     max_body_bytes: int = defaults.MAX_BODY_BYTES
     allow_private_targets: bool = False
+    allowed_networks: tuple[IPNetwork, ...] = ()
     idempotency_ttl: int = defaults.IDEMPOTENCY_TTL
     event_retention: int = defaults.EVENT_RETENTION
     delivery_timeout: float = defaults.DELIVERY_TIMEOUT
@@ -72,6 +74,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "RELAY_API_TOKEN": ("api_token", str),
     "RELAY_MAX_BODY_BYTES": ("max_body_bytes", int),
     "RELAY_ALLOW_PRIVATE_TARGETS": ("allow_private_targets", _flag),
+    "RELAY_ALLOWED_NETWORKS": ("allowed_networks", parse_networks),
     "RELAY_IDEMPOTENCY_TTL": ("idempotency_ttl", int),
     "RELAY_EVENT_RETENTION": ("event_retention", int),
     "RELAY_DELIVERY_TIMEOUT": ("delivery_timeout", float),

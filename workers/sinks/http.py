@@ -15,11 +15,13 @@ from typing import Any
 
 import requests
 import requests_hardened
+from requests.adapters import HTTPAdapter
 from requests_hardened.ip_filter_adapter import IPFilterAdapter
 from standardwebhooks.webhooks import Webhook as Signer
 
-from relay import __version__, defaults
+from relay import __version__, defaults, netguard
 from relay.config import Settings
+from relay.netguard import IPNetwork
 from workers import retry
 from workers.sinks.base import Message, Outcome
 from workers.sinks.deadline import WATCHDOG, DeadlineAdapter, DeadlineMixin
@@ -27,8 +29,49 @@ from workers.sinks.deadline import WATCHDOG, DeadlineAdapter, DeadlineMixin
 USER_AGENT = f"relay/{__version__} (webhook relay)"
 
 
+class RefusedAddress(requests.RequestException):
+    """The URL's host resolves to an address relay may not reach."""
+
+
 class _GuardedAdapter(DeadlineMixin, IPFilterAdapter):  # type: ignore[misc]
-    """requests-hardened's address pinning and filter, with watched sockets."""
+    """Resolves the host once, checks every address with the SSRF guard, and
+    connects to the checked address (TLS still verifies the host's name).
+
+    Built on requests-hardened's adapter, with relay's own address policy.
+    """
+
+    def __init__(self, is_https_proto: bool, allowed: tuple[IPNetwork, ...]):
+        super().__init__(is_https_proto=is_https_proto)
+        self._allowed = allowed
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        host_params, pool_kwargs = HTTPAdapter.build_connection_pool_key_attributes(
+            self, request, verify, cert
+        )
+        name = host_params["host"]
+        port = host_params["port"] or (443 if self._is_https_proto else 80)
+        try:
+            addresses = netguard.resolve(name, port)
+        except (OSError, UnicodeError) as exc:
+            raise requests.ConnectionError(f"cannot resolve {name}: {exc}") from exc
+        for ip in addresses:
+            reason = netguard.refusal(ip, self._allowed)
+            if reason:
+                raise RefusedAddress(f"{name} resolves to {reason}")
+        request.headers = requests.structures.CaseInsensitiveDict(request.headers)
+        shown = f"[{name}]" if ":" in name else name
+        request.headers["Host"] = (
+            f"{shown}:{host_params['port']}" if host_params["port"] else shown
+        )
+        if self._is_https_proto:
+            pool_kwargs["assert_hostname"] = name
+            pool_kwargs["server_hostname"] = name
+        pinned = addresses[0]
+        host_params["host"] = str(pinned)
+
+        return host_params, pool_kwargs
 
 
 def session(settings: Settings) -> requests.Session:
@@ -53,7 +96,7 @@ def session(settings: Settings) -> requests.Session:
         )
         http = requests_hardened.HTTPSession(config)
         for scheme, secure in (("http://", False), ("https://", True)):
-            guarded = _GuardedAdapter(is_https_proto=secure)
+            guarded = _GuardedAdapter(secure, settings.allowed_networks)
             guarded.init_poolmanager(16, pool)
             http.mount(scheme, guarded)
     http.trust_env = False
@@ -196,12 +239,12 @@ def failure(exc: Exception, past_deadline: bool) -> Outcome:
         return Outcome(False, error="timeout", message=text or "timed out")
     if isinstance(exc, requests.exceptions.SSLError):
         return Outcome(False, error="tls_error", message=text)
-    if isinstance(exc, requests_hardened.ip_filter.InvalidIPAddress):
+    if isinstance(exc, RefusedAddress):
         return Outcome(
             False,
             error="refused_address",
             permanent=True,
-            message=f"the URL resolves to a refused address ({text})",
+            message=f"refused by the SSRF guard: {text}",
         )
     if isinstance(
         exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema)
