@@ -68,7 +68,7 @@ def test_allowed_networks_let_named_ranges_through():
     ],
 )
 def test_url_check_at_creation(url, refused):
-    """Creation refuses URLs that resolve inside; unresolvable names wait for delivery."""
+    """Creation refuses URLs resolving inside; unresolvable names wait for delivery."""
     assert (url_refusal(url) is not None) is refused
 
 
