@@ -17,7 +17,7 @@ from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
 from relay import __version__, defaults
-from relay.api import deliveries, events, health, too_large, webhooks
+from relay.api import deliveries, events, health, limits, too_large, webhooks
 from relay.config import Settings, from_env
 from relay.errors import (
     ApiError,
@@ -72,6 +72,7 @@ def create_app(
     api = _Api(app)
     for blueprint in (webhooks.blp, events.blp, deliveries.blp, health.blp):
         api.register_blueprint(blueprint)
+    limits.install(app, settings)
     app.before_request(_authenticate)
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(StoreUnavailable, _unavailable)
@@ -124,6 +125,15 @@ def _http_error(error: HTTPException) -> Any:
         return _api_error(too_large())
     if status == 404:
         return _api_error(NotFound(f"no route for {flask.request.path}"))
+    if status == 429:
+        body = {
+            "error": {
+                "code": "rate_limited",
+                "message": f"more than {error.description} for this token; "
+                "retry after the time in Retry-After",
+            }
+        }
+        return body, 429
     if status == 405:
         allowed = ", ".join(getattr(error, "valid_methods", None) or [])
         failure = MethodNotAllowed(

@@ -74,20 +74,8 @@ def run_dev(
         RELAY_ALLOW_PRIVATE_TARGETS="1",
         PYTHONUNBUFFERED="1",
     )
-    web = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "2",
-        "--access-logfile",
-        "-",
-        "--log-level",
-        "warning",
-        "relay.app:create_app()",
-    ]
+    web = [sys.executable, "-m", "gunicorn", "-c", "python:relay.gunicorn_conf"]
+    web += ["--bind", f"127.0.0.1:{port}", "relay.app:create_app()"]
     worker = [sys.executable, "-m", "relay", "worker"]
     children = [subprocess.Popen(web, env=env), subprocess.Popen(worker, env=env)]
     where = "embedded Valkey, data in " + str(folder) if server else "REDIS_URL"

@@ -111,8 +111,12 @@ def test_procfile_runs_under_honcho(tmp_path, httpserver, redis_url):
     try:
         wait_until(lambda: _up(base), 60, "the web process")
         assert _deliver_one(base, None, httpserver) == TICKET
+        _call(base, "GET", "/v1/webhooks?access_token=s3cret-value")
         runner.send_signal(signal.SIGTERM)
         runner.wait(timeout=45)
     finally:
         stop_group(runner)
     assert not _up(base)
+    logged = (tmp_path / "honcho.log").read_text()
+    assert "GET /v1/webhooks?access_token=[scrubbed]" in logged
+    assert "s3cret-value" not in logged

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
 import flask
 from apispec.ext.marshmallow import OpenAPIConverter
+from standardwebhooks.webhooks import Webhook as Signer
 
 from relay import catalogue, jsonio, schemas
 from relay.api import Blueprint, parse, read_body, require_object, stores
-from relay.errors import BadRequest, NotFound, ValidationFailed
+from relay.errors import BadRequest, NotFound, Unauthorized, ValidationFailed
 from relay.events import idempotency_digest
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,32 @@ def _idempotency_key() -> str | None:
     return key
 
 
-def _accept(event: str, payload: Any, body: bytes) -> Any:
+@functools.lru_cache(maxsize=4)
+def _signer(secret: str) -> Signer:
+    return Signer(secret)
+
+
+def _verify_producer(body: bytes) -> str | None:
+    """Check the producer's signature when ``RELAY_INBOUND_SECRET`` is set.
+
+    Returns the producer's ``webhook-id`` (its message id) when signed.
+    """
+    secret = stores().settings.inbound_secret
+    if not secret:
+        return None
+    headers = flask.request.headers
+    try:
+        _signer(secret).verify(body, dict(headers), json_parse=False)
+    except Exception as exc:  # malformed headers raise more than one type
+        raise Unauthorized(
+            "sign the request with RELAY_INBOUND_SECRET (Standard Webhooks "
+            "webhook-id, webhook-timestamp within 5 minutes, webhook-signature)"
+        ) from exc
+
+    return headers.get("webhook-id")
+
+
+def _accept(event: str, payload: Any, body: bytes, signed_id: str | None) -> Any:
     """Validate ``payload``, store ``body`` as ``event`` and answer."""
     errors = schemas.payload_errors(event, payload)
     if errors:
@@ -57,7 +84,10 @@ def _accept(event: str, payload: Any, body: bytes) -> Any:
             f"the payload is not a valid {catalogue.EVENTS[event]}",
             details={"fields": errors},
         )
-    digest = idempotency_digest(event, _idempotency_key(), payload)
+    # A signing producer's message id identifies its retries as well as an
+    # Idempotency-Key would.
+    key = _idempotency_key() or signed_id
+    digest = idempotency_digest(event, key, payload)
     received = stores().events.receive(event, body, digest)
     summary = received.event.summary()
     if received.duplicate:
@@ -86,8 +116,9 @@ def receive(event: str) -> Any:
     if event not in catalogue.EVENTS:
         raise _unknown_event(event)
     body = read_body()
+    signed_id = _verify_producer(body)
 
-    return _accept(event, parse(body), body)
+    return _accept(event, parse(body), body, signed_id)
 
 
 @blp.route("/events", methods=["POST"])
@@ -105,7 +136,9 @@ def receive_envelope() -> Any:
 
     The payload is forwarded as its own JSON document.
     """
-    body = require_object(parse(read_body()))
+    raw = read_body()
+    signed_id = _verify_producer(raw)
+    body = require_object(parse(raw))
     event = body.get("event")
     if not isinstance(event, str) or event not in catalogue.EVENTS:
         raise ValidationFailed(
@@ -122,7 +155,7 @@ def receive_envelope() -> Any:
         )
     payload = body["payload"]
 
-    return _accept(event, payload, jsonio.dumps(payload))
+    return _accept(event, payload, jsonio.dumps(payload), signed_id)
 
 
 # The same path parameter as intake's (``{event}``), since OpenAPI forbids two

@@ -1,0 +1,40 @@
+"""gunicorn settings for the web process.
+
+``gunicorn -c python:relay.gunicorn_conf 'relay.app:create_app()'`` (the
+Procfile's ``web`` line). Binds ``$PORT``, runs ``$WEB_CONCURRENCY`` workers,
+and writes the access log to stdout with ``access_token`` values scrubbed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from gunicorn.glogging import Logger
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+accesslog = "-"
+# A dyno gets 30 s between SIGTERM and SIGKILL.
+graceful_timeout = 25
+logger_class = "relay.gunicorn_conf.ScrubbingLogger"
+
+_TOKEN = re.compile(r"(access_token=)[^&\s]*", re.IGNORECASE)
+
+
+def scrub(text: str) -> str:
+    """``text`` with every ``access_token`` query value replaced."""
+    return _TOKEN.sub(r"\1[scrubbed]", text)
+
+
+class ScrubbingLogger(Logger):  # type: ignore[misc]
+    """gunicorn's logger, never writing an ``access_token`` to the log."""
+
+    def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> Any:
+        found = super().atoms(resp, req, environ, request_time)
+        for name in ("r", "q", "{raw_uri}e", "{query_string}e"):
+            if isinstance(found.get(name), str):
+                found[name] = scrub(found[name])
+
+        return found
