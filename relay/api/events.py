@@ -102,7 +102,17 @@ def _accept(event: str, payload: Any, body: bytes, signed_id: str | None) -> Any
 
 
 @blp.route("/events/<event>", methods=["POST"])
-@blp.doc(requestBody=_PAYLOAD_DOC)
+@blp.doc(
+    requestBody=_PAYLOAD_DOC,
+    parameters=[
+        {
+            "name": "event",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "enum": list(catalogue.EVENT_NAMES)},
+        }
+    ],
+)
 @blp.alt_response(202, schema=schemas.AcceptedEvent, description="Stored and enqueued")
 @blp.alt_response(200, schema=schemas.AcceptedEvent, description="Seen before")
 @blp.alt_response(404, schema=schemas.ErrorBody, description="Unknown event name")
