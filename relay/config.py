@@ -38,6 +38,15 @@ class Settings:
     webhook_concurrency: int = defaults.WEBHOOK_CONCURRENCY
     worker_batch: int = defaults.WORKER_BATCH
     recovery_after: float = defaults.RECOVERY_AFTER
+    breaker_threshold: int = defaults.BREAKER_THRESHOLD
+    breaker_pause: float = defaults.BREAKER_PAUSE
+    breaker_pause_max: float = defaults.BREAKER_PAUSE_MAX
+    disable_after: float = defaults.DISABLE_AFTER
+    disable_min_failures: int = defaults.DISABLE_MIN_FAILURES
+    alert_url: str | None = None
+    smtp_url: str | None = None
+    mail_from: str = defaults.MAIL_FROM
+    mail_console: bool = False
     port: int = defaults.PORT
 
     @property
@@ -88,6 +97,13 @@ _ENV: dict[str, tuple[str, Any]] = {
     "RELAY_WEBHOOK_CONCURRENCY": ("webhook_concurrency", int),
     "RELAY_WORKER_BATCH": ("worker_batch", int),
     "RELAY_RECOVERY_AFTER": ("recovery_after", float),
+    "RELAY_BREAKER_THRESHOLD": ("breaker_threshold", int),
+    "RELAY_BREAKER_PAUSE": ("breaker_pause", float),
+    "RELAY_DISABLE_AFTER": ("disable_after", float),
+    "RELAY_ALERT_URL": ("alert_url", str),
+    "RELAY_SMTP_URL": ("smtp_url", str),
+    "RELAY_MAIL_FROM": ("mail_from", str),
+    "RELAY_MAIL_CONSOLE": ("mail_console", _flag),
     "PORT": ("port", int),
 }
 

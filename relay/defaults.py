@@ -57,6 +57,25 @@ RETRY_AFTER_MAX = 3600
 #: Bytes of a sink's response body kept with each attempt.
 RESPONSE_EXCERPT_BYTES = 2048
 
+#: Messages per second to one Slack incoming webhook, across all workers:
+#: Slack allows about one per second per webhook.
+SLACK_RATE = 1.0
+
+#: Messages to one Slack webhook that may go out at once before the rate
+#: applies. One: Slack tolerates short bursts but promises nothing for them.
+SLACK_BURST = 1
+
+#: The sender of email deliveries when ``RELAY_MAIL_FROM`` is unset; set a
+#: real address, as many servers refuse mail from a ``localhost`` domain.
+MAIL_FROM = "relay@localhost"
+
+#: SMTP ports when ``RELAY_SMTP_URL`` names none: submission with STARTTLS
+#: (587) when it has credentials, plain SMTP (25) without, and implicit TLS
+#: (465) for ``smtps://``.
+SMTP_PORT = 25
+SMTP_SUBMISSION_PORT = 587
+SMTPS_PORT = 465
+
 #: Concurrent attempts per worker process.
 WORKER_CONCURRENCY = 32
 
@@ -70,6 +89,30 @@ WORKER_BATCH = 64
 #: An item taken by a worker that stopped answering is taken over by another
 #: worker after this long (well above the longest attempt).
 RECOVERY_AFTER = 60.0
+
+#: After a secret rotation, how long deliveries also carry a signature made
+#: with the old secret (24 h, the Standard Webhooks way to rotate).
+SECRET_OVERLAP = 24 * 3600
+
+#: Failures in a row that open a webhook's breaker: attempts then wait
+#: instead of each burning its own schedule.
+BREAKER_THRESHOLD = 5
+
+#: How long an open breaker waits before one attempt probes the receiver;
+#: each failed probe doubles it, up to the longest pause.
+BREAKER_PAUSE = 30.0
+BREAKER_PAUSE_MAX = 900.0
+
+#: A webhook that has failed without a single success for this long (5
+#: days) is disabled, as Stripe and GitHub do with endpoints that stay down.
+DISABLE_AFTER = 5 * 24 * 3600
+
+#: ...and only when at least this many attempts failed over that time, so
+#: one failure long ago followed by silence does not disable it.
+DISABLE_MIN_FAILURES = 5
+
+#: Seconds an alert to ``RELAY_ALERT_URL`` may take.
+ALERT_TIMEOUT = 5.0
 
 #: Port of the web process when ``PORT`` is unset.
 PORT = 8000

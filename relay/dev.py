@@ -74,6 +74,12 @@ def run_dev(
         RELAY_ALLOW_PRIVATE_TARGETS="1",
         PYTHONUNBUFFERED="1",
     )
+    if settings.smtp_url:
+        mail = f"sent through {redacted(settings.smtp_url)}"
+    else:
+        # No SMTP server on a laptop: show the emails instead of failing them.
+        env["RELAY_MAIL_CONSOLE"] = "1"
+        mail = "printed here, not sent (set RELAY_SMTP_URL to send)"
     web = [sys.executable, "-m", "gunicorn", "-c", "python:relay.gunicorn_conf"]
     web += ["--bind", f"127.0.0.1:{port}", "relay.app:create_app()"]
     worker = [sys.executable, "-m", "relay", "worker"]
@@ -85,6 +91,7 @@ def run_dev(
         f"  token     {token}\n"
         f"  Redis     {redacted(redis_url)}  ({where})\n"
         "  workers   1, with the retry scheduler\n"
+        f"  email     {mail}\n"
         "  stop      Ctrl-C\n"
     )
     signal.signal(signal.SIGTERM, _interrupt)

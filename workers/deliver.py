@@ -23,8 +23,11 @@ from relay.events import Event
 from relay.stores import Stores
 from relay.webhooks import Webhook
 from workers import retry
+from workers.sinks import email
 from workers.sinks.base import Message, Outcome, Sink
+from workers.sinks.email import EmailSink
 from workers.sinks.http import HttpSink
+from workers.sinks.slack import SlackSink
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,11 @@ class Deliverer:
         self.settings = stores.settings
         self.queue = Queue(self.settings.queue_name, connection=stores.client)
         http = HttpSink(self.settings)
-        self.sinks: dict[str, Sink] = {"http": http, "slack": http, "email": http}
+        self.sinks: dict[str, Sink] = {
+            "http": http,
+            "slack": SlackSink(self.settings, stores.client, http=http.http),
+            "email": EmailSink(self.settings),
+        }
         self.sinks.update(sinks or {})
 
     def attempt(
@@ -72,6 +79,7 @@ class Deliverer:
             body=event.body,
             url=delivery.url or webhook.url,
             webhook=webhook,
+            accepted=self._accepted(delivery, webhook, number),
         )
         started_ms = ids.now_ms()
         began = time.monotonic()
@@ -118,6 +126,15 @@ class Deliverer:
             )
 
         return state
+
+    def _accepted(
+        self, delivery: Delivery, webhook: Webhook, number: int
+    ) -> dict[str, str]:
+        """Email recipients that took the delivery on an earlier attempt."""
+        if webhook.sink != "email" or number <= 1:
+            return {}
+
+        return email.accepted_before(self.stores.deliveries.attempts(delivery.id))
 
     def release(self, delivery_id: str, lock_token: str) -> None:
         """Give up the delivery's lock if this attempt still holds it."""

@@ -10,7 +10,11 @@ from relay.webhooks import Webhook
 
 @dataclasses.dataclass(frozen=True)
 class Message:
-    """One attempt of one delivery, as a sink sends it."""
+    """One attempt of one delivery, as a sink sends it.
+
+    ``accepted`` (email only) maps the recipients that accepted the delivery
+    on an earlier attempt to their reply, so that a retry skips them.
+    """
 
     delivery_id: str
     number: int
@@ -20,6 +24,7 @@ class Message:
     body: bytes
     url: str
     webhook: Webhook
+    accepted: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -110,11 +110,13 @@ def _signer(secret: str) -> Signer:
     return Signer(secret)
 
 
-def sign(secret: str, delivery_id: str, timestamp: int, body: bytes) -> str:
-    """The ``webhook-signature`` value for one attempt."""
+def sign(secrets: list[str], delivery_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value for one attempt: one signature per
+    secret, space-separated (two while a rotated secret is still honoured)."""
     stamp = datetime.fromtimestamp(timestamp, tz=UTC)
+    text = body.decode()
 
-    return str(_signer(secret).sign(delivery_id, stamp, body.decode()))
+    return " ".join(str(_signer(s).sign(delivery_id, stamp, text)) for s in secrets)
 
 
 def headers(message: Message, timestamp: int) -> dict[str, str]:
@@ -124,7 +126,10 @@ def headers(message: Message, timestamp: int) -> dict[str, str]:
         "webhook-id": message.delivery_id,
         "webhook-timestamp": str(timestamp),
         "webhook-signature": sign(
-            message.webhook.secret, message.delivery_id, timestamp, message.body
+            message.webhook.signing_secrets(timestamp * 1000),
+            message.delivery_id,
+            timestamp,
+            message.body,
         ),
         "Relay-Event": message.event,
         "Relay-Event-Id": message.event_id,

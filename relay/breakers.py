@@ -1,0 +1,174 @@
+"""Circuit breakers: one per webhook, shared by every worker through Redis.
+
+A webhook whose attempts keep failing stops being hammered: after
+``threshold`` failures in a row its breaker opens, and attempts wait
+(uncounted) until a pause has passed; then one attempt probes. A success
+closes the breaker; a failed probe opens it again for twice as long, up to
+a ceiling. Only failures that say the receiver is unwell count (timeouts,
+connection errors, 429 and 5xx); a refused payload does not.
+
+The same record tells when a webhook has failed without a success for
+``disable_after`` seconds (with at least a few failures spread over it):
+the rule that disables it.
+
+States: ``closed`` (attempts go), ``open`` (attempts wait until
+``open_until``), ``half_open`` (one probe is in flight).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import redis
+
+from relay import ids
+from relay.config import Settings
+
+CLOSED = "closed"
+OPEN = "open"
+HALF_OPEN = "half_open"
+
+# Whether an attempt may go now. KEYS: breaker. ARGV: now ms, probe ttl ms.
+# Returns 0 to go, else the ms to wait.
+_ADMIT = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state or state == 'closed' then return 0 end
+local now = tonumber(ARGV[1])
+local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
+if state == 'open' and now < open_until then return open_until - now end
+local probe_until = tonumber(redis.call('HGET', KEYS[1], 'probe_until') or '0')
+if state == 'half_open' and now < probe_until then return probe_until - now end
+redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe_until', now + tonumber(ARGV[2]))
+return 0
+"""
+
+# Record an outcome. KEYS: breaker. ARGV: ok (1/0), now ms, threshold, base
+# pause ms, longest pause ms, disable after ms, fewest failures to disable.
+# Returns {state, failures, disable (1/0)}.
+_RECORD = """
+local now = tonumber(ARGV[2])
+if ARGV[1] == '1' then
+  redis.call('DEL', KEYS[1])
+  return {'closed', 0, 0}
+end
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+if failures == 1 then redis.call('HSET', KEYS[1], 'first_failure', now) end
+redis.call('HSET', KEYS[1], 'last_failure', now)
+local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
+if state == 'half_open' or (state == 'closed' and failures >= tonumber(ARGV[3])) then
+  local opened = redis.call('HINCRBY', KEYS[1], 'opened', 1)
+  local pause = math.min(tonumber(ARGV[4]) * 2 ^ (opened - 1), tonumber(ARGV[5]))
+  redis.call('HSET', KEYS[1], 'state', 'open', 'open_until', now + pause)
+  state = 'open'
+end
+local first = tonumber(redis.call('HGET', KEYS[1], 'first_failure'))
+local disable = 0
+if now - first >= tonumber(ARGV[6]) and failures >= tonumber(ARGV[7]) then
+  disable = 1
+end
+return {state, failures, disable}
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Breaker:
+    """A webhook's breaker as the API and CLI show it."""
+
+    state: str = CLOSED
+    failures: int = 0
+    open_until_ms: int | None = None
+    first_failure_ms: int | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "failures": self.failures,
+            "open_until": ids.iso(self.open_until_ms) if self.open_until_ms else None,
+            "failing_since": (
+                ids.iso(self.first_failure_ms) if self.first_failure_ms else None
+            ),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """What an outcome did to a breaker."""
+
+    state: str
+    failures: int
+    disable: bool
+
+
+class BreakerStore:
+    """Reads and moves the breakers of webhooks."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self.prefix = settings.key_prefix
+        self._admit = client.register_script(_ADMIT)
+        self._record = client.register_script(_RECORD)
+
+    def key(self, webhook_id: str) -> str:
+        return f"{self.prefix}breaker:{webhook_id}"
+
+    def admit(self, webhook_id: str) -> float | None:
+        """None if an attempt may go now, else the seconds it must wait."""
+        probe_ms = int((self.settings.delivery_timeout + 5) * 1000)
+        wait = int(
+            self._admit(keys=[self.key(webhook_id)], args=[ids.now_ms(), probe_ms])
+        )
+
+        return wait / 1000 if wait > 0 else None
+
+    def record(self, webhook_id: str, ok: bool) -> Verdict:
+        """Count a success (closes the breaker) or a failure."""
+        settings = self.settings
+        state, failures, disable = self._record(
+            keys=[self.key(webhook_id)],
+            args=[
+                1 if ok else 0,
+                ids.now_ms(),
+                settings.breaker_threshold,
+                int(settings.breaker_pause * 1000),
+                int(settings.breaker_pause_max * 1000),
+                int(settings.disable_after * 1000),
+                settings.disable_min_failures,
+            ],
+        )
+        state = state.decode() if isinstance(state, bytes) else state
+
+        return Verdict(state, int(failures), bool(disable))
+
+    def get(self, webhook_id: str) -> Breaker:
+        """The webhook's breaker (closed when it has no record)."""
+        return self.many([webhook_id])[0]
+
+    def many(self, webhook_ids: list[str]) -> list[Breaker]:
+        """The breakers of ``webhook_ids``, in order."""
+        pipe = self.client.pipeline(transaction=False)
+        for webhook_id in webhook_ids:
+            pipe.hgetall(self.key(webhook_id))
+        found = []
+        for raw in pipe.execute():
+            text = {k.decode(): v.decode() for k, v in raw.items()}
+            state = text.get("state", CLOSED)
+            found.append(
+                Breaker(
+                    state=state,
+                    failures=int(text.get("failures", 0)),
+                    open_until_ms=int(text["open_until"])
+                    if state == OPEN and "open_until" in text
+                    else None,
+                    first_failure_ms=int(text["first_failure"])
+                    if "first_failure" in text
+                    else None,
+                )
+            )
+
+        return found
+
+    def reset(self, webhook_id: str) -> None:
+        """Forget the webhook's failures (an operator enabled it again)."""
+        self.client.delete(self.key(webhook_id))
