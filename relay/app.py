@@ -17,7 +17,7 @@ from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
 from relay import __version__, defaults
-from relay.api import deliveries, events, health, limits, too_large, webhooks
+from relay.api import deliveries, events, health, limits, replays, too_large, webhooks
 from relay.config import Settings, from_env
 from relay.errors import (
     ApiError,
@@ -72,6 +72,7 @@ def create_app(
     api = _Api(app)
     for blueprint in (webhooks.blp, events.blp, deliveries.blp, health.blp):
         api.register_blueprint(blueprint)
+    api.register_blueprint(replays.blp)
     limits.install(app, settings)
     app.before_request(_authenticate)
     app.register_error_handler(ApiError, _api_error)

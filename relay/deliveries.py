@@ -14,6 +14,7 @@ reason: its webhook or event is gone).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -56,8 +57,9 @@ return found
 
 # Record attempt ARGV[2] (or, with an empty attempt, a state change without
 # one) if attempt ARGV[2] - 1 is the last recorded. KEYS: delivery, attempts,
-# lock, pending, dead, event. ARGV: id, n, lock token, attempt JSON, state,
-# now, next_at, last_error, ttl of finished records.
+# lock, pending, dead, event, this minute's stats. ARGV: id, n, lock token,
+# attempt JSON, state, now, next_at, last_error, ttl of finished records, ttl
+# of stats.
 _RECORD = """
 local recorded = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '-1')
 local n = tonumber(ARGV[2])
@@ -84,11 +86,16 @@ elseif state == 'dead' then
     redis.call('PERSIST', KEYS[6])
   end
 end
+if state == 'delivered' then redis.call('HINCRBY', KEYS[7], 'delivered', 1)
+elseif ARGV[4] ~= '' then redis.call('HINCRBY', KEYS[7], 'failed', 1) end
+if state == 'dead' then redis.call('HINCRBY', KEYS[7], 'dead', 1) end
+redis.call('EXPIRE', KEYS[7], ARGV[10])
 return 1
 """
 
 # Send a dead letter again with a fresh schedule. KEYS: delivery, dead,
-# pending, event, work stream. ARGV: id, now, retention, url override.
+# pending, event, work stream, this minute's stats. ARGV: id, now, retention,
+# url override, ttl of stats.
 _REVIVE = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'dead' then return 0 end
 local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts'))
@@ -103,8 +110,14 @@ if redis.call('EXISTS', KEYS[4]) == 1 then
   end
 end
 redis.call('XADD', KEYS[5], '*', 'd', ARGV[1], 'n', attempts + 1)
+redis.call('HINCRBY', KEYS[6], 'retried', 1)
+redis.call('EXPIRE', KEYS[6], ARGV[5])
 return 1
 """
+
+#: How long a minute's counts (``Keys.stats``) are kept: the last hour is
+#: what ``relay stats`` shows, and a second hour covers clock skew.
+STATS_TTL = 2 * 3600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,6 +266,7 @@ class DeliveryStore:
         The pipeline's result for this call is 1 when recorded, 0 when
         another attempt was recorded first (nothing changes then).
         """
+        now = ids.now_ms()
         self._record(
             keys=[
                 self.keys.delivery(delivery.id),
@@ -261,6 +275,7 @@ class DeliveryStore:
                 self.keys.pending,
                 self.keys.dead,
                 self.keys.event(delivery.event_id),
+                self.keys.stats(now // 60_000),
             ],
             args=[
                 delivery.id,
@@ -268,10 +283,11 @@ class DeliveryStore:
                 lock_token,
                 jsonio.dumps(attempt) if attempt is not None else "",
                 state,
-                ids.now_ms(),
+                now,
                 next_ms or "",
                 last_error or "",
                 self.settings.event_retention,
+                STATS_TTL,
             ],
             client=pipe,
         )
@@ -283,6 +299,7 @@ class DeliveryStore:
         :class:`ValidationFailed` for a delivery that is not dead.
         """
         delivery = self.get(delivery_id)
+        now = ids.now_ms()
         done = self._revive(
             keys=[
                 self.keys.delivery(delivery_id),
@@ -290,8 +307,15 @@ class DeliveryStore:
                 self.keys.pending,
                 self.keys.event(delivery.event_id),
                 self.keys.work,
+                self.keys.stats(now // 60_000),
             ],
-            args=[delivery_id, ids.now_ms(), self.settings.event_retention, url or ""],
+            args=[
+                delivery_id,
+                now,
+                self.settings.event_retention,
+                url or "",
+                STATS_TTL,
+            ],
         )
         if not done:
             raise ValidationFailed(
@@ -356,15 +380,21 @@ class DeliveryStore:
         webhook_id: str | None = None,
         event: str | None = None,
         since_ms: int | None = None,
+        keep: Callable[[Delivery], bool] | None = None,
     ) -> tuple[list[Delivery], str | None]:
-        """Dead letters, newest first, filtered, and the next page's cursor."""
+        """Dead letters, newest first, filtered, and the next page's cursor.
 
-        def keep(d: Delivery) -> bool:
-            return (webhook_id is None or d.webhook_id == webhook_id) and (
-                event is None or d.event == event
+        ``keep``, when given, is a further filter (see :mod:`relay.operations`).
+        """
+
+        def wanted(d: Delivery) -> bool:
+            return (
+                (webhook_id is None or d.webhook_id == webhook_id)
+                and (event is None or d.event == event)
+                and (keep is None or keep(d))
             )
 
-        return self._page(self.keys.dead, limit, cursor, keep, since_ms)
+        return self._page(self.keys.dead, limit, cursor, wanted, since_ms)
 
     def _page(
         self,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import INCLUDE, Schema, fields, validate
+from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
 from relay import catalogue, defaults
 
@@ -152,6 +152,9 @@ class Webhook(Schema):
     description = fields.String(allow_none=True)
     created_at = fields.String()
     disabled_reason = fields.String(allow_none=True)
+    breaker = fields.Dict(
+        metadata={"description": "state, failures, open_until, failing_since"}
+    )
 
 
 class WebhookEnvelope(Schema):
@@ -236,6 +239,9 @@ class Attempt(Schema):
     error = fields.String(allow_none=True)
     message = fields.String()
     response = fields.String()
+    details = fields.Dict(
+        metadata={"description": "Per-recipient results (email) and the like."}
+    )
 
 
 class Delivery(Schema):
@@ -252,6 +258,9 @@ class Delivery(Schema):
     next_attempt_at = fields.String(allow_none=True)
     last_error = fields.String(allow_none=True)
     dead_at = fields.String()
+    url = fields.String(
+        metadata={"description": "The URL a retry sends to instead of the webhook's."}
+    )
     attempts = fields.List(fields.Nested(Attempt))
 
 
@@ -281,3 +290,108 @@ class DeadLetterQuery(PageQuery):
     webhook = fields.String()
     event = fields.String()
     since = fields.AwareDateTime(default_timezone=None)
+    sink = fields.String(validate=validate.OneOf(SINKS))
+    error = fields.String(
+        metadata={"description": "The last error's class, or its start: http_4"}
+    )
+
+
+_MOMENT = "An ISO 8601 time (2026-01-01T00:00Z), or a duration ago (2h)."
+
+
+class _Ids(fields.List[str]):
+    """A list of ids; a bad item fails the list with one message (marshmallow
+    would key it by the item's number, which JSON cannot carry as a key)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(fields.String(), **kwargs)
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        try:
+            return super()._deserialize(value, attr, data, **kwargs)
+        except ValidationError as exc:
+            raise ValidationError("must be a list of ids (strings)") from exc
+
+
+class DeadLetterSelection(Schema):
+    """Which dead letters a bulk operation takes: ``ids``, ``all``, or filters."""
+
+    ids = _Ids(validate=validate.Length(min=1))
+    all = fields.Boolean(load_default=False)
+    webhook = fields.String()
+    event = fields.String(validate=validate.OneOf(catalogue.EVENT_NAMES))
+    sink = fields.String(validate=validate.OneOf(SINKS))
+    error = fields.String(
+        metadata={"description": "The last error's class, or its start: http_4"}
+    )
+    since = fields.String(metadata={"description": "Dead since. " + _MOMENT})
+    limit = fields.Integer(validate=validate.Range(min=1))
+    dry_run = fields.Boolean(load_default=False)
+
+
+class DeadLetterRetry(DeadLetterSelection):
+    """Body of ``POST /v1/dead-letters/retry``."""
+
+    url = fields.String(
+        validate=validate.Length(min=1, max=defaults.URL_MAX_LENGTH),
+        metadata={"description": "Send to this URL instead of the webhook's."},
+    )
+
+
+class DeadLetterPurge(DeadLetterSelection):
+    """Body of ``POST /v1/dead-letters/purge``."""
+
+    older_than = fields.String(
+        metadata={"description": "Dead for longer than a duration: 30d."}
+    )
+
+
+class BulkError(Schema):
+    id = fields.String()
+    message = fields.String()
+
+
+class BulkOutcome(Schema):
+    """What a bulk operation on dead letters came to (or would take)."""
+
+    dry_run = fields.Boolean()
+    matched = fields.Integer()
+    retried = fields.Integer()
+    purged = fields.Integer()
+    errors = fields.List(fields.Nested(BulkError))
+    dead_letters = fields.List(
+        fields.Nested(Delivery), metadata={"description": "In a dry run only."}
+    )
+
+
+class ReplayRequest(Schema):
+    """Body of ``POST /v1/replays``."""
+
+    webhook = fields.String(required=True)
+    since = fields.String(
+        required=True, metadata={"description": "Events received from. " + _MOMENT}
+    )
+    until = fields.String(metadata={"description": "...and before. " + _MOMENT})
+    event = fields.String(
+        validate=validate.OneOf(catalogue.EVENT_NAMES),
+        metadata={"description": "Events of this name (default: the webhook's)."},
+    )
+    dry_run = fields.Boolean(load_default=False)
+
+
+class Replay(Schema):
+    """A replay: its window, and what it sent (or would send, in a dry run)."""
+
+    webhook_id = fields.String()
+    event = fields.String()
+    since = fields.String()
+    until = fields.String()
+    dry_run = fields.Boolean()
+    matched = fields.Integer()
+    replayed = fields.Integer()
+    errors = fields.List(fields.Nested(BulkError))
+    event_ids = fields.List(fields.String(), metadata={"description": "Dry run."})
+
+
+class ReplayEnvelope(Schema):
+    replay = fields.Nested(Replay)
