@@ -24,6 +24,7 @@ import redis
 
 from relay import ids
 from relay.config import Settings
+from relay.connection import Keys
 
 CLOSED = "closed"
 OPEN = "open"
@@ -39,7 +40,8 @@ local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
 if state == 'open' and now < open_until then return open_until - now end
 local probe_until = tonumber(redis.call('HGET', KEYS[1], 'probe_until') or '0')
 if state == 'half_open' and now < probe_until then return probe_until - now end
-redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe_until', now + tonumber(ARGV[2]))
+local probe_end = now + tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe_until', probe_end)
 return 0
 """
 
@@ -106,12 +108,12 @@ class BreakerStore:
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self.client = client
         self.settings = settings
-        self.prefix = settings.key_prefix
+        self.keys = Keys(settings.key_prefix)
         self._admit = client.register_script(_ADMIT)
         self._record = client.register_script(_RECORD)
 
     def key(self, webhook_id: str) -> str:
-        return f"{self.prefix}breaker:{webhook_id}"
+        return self.keys.breaker(webhook_id)
 
     def admit(self, webhook_id: str) -> float | None:
         """None if an attempt may go now, else the seconds it must wait."""

@@ -62,6 +62,10 @@ class Keys:
     - ``pending`` sorted set: unfinished delivery ids by creation time
     - ``dead`` sorted set: dead-letter (delivery) ids by time of death
     - ``lock:<delivery id>`` string: held while an attempt is in flight
+    - ``breaker:<webhook id>`` hash: the webhook's circuit breaker and the
+      failures counted towards disabling it
+    - ``stats:<minute>`` hash: counts of one minute (minutes since the
+      epoch): ``delivered``, ``failed`` (attempts), ``dead``, ``retried``
     """
 
     def __init__(self, prefix: str) -> None:
@@ -102,3 +106,9 @@ class Keys:
 
     def lock(self, delivery_id: str) -> str:
         return f"{self.prefix}lock:{delivery_id}"
+
+    def breaker(self, webhook_id: str) -> str:
+        return f"{self.prefix}breaker:{webhook_id}"
+
+    def stats(self, minute: int) -> str:
+        return f"{self.prefix}stats:{minute}"

@@ -6,6 +6,7 @@ import dataclasses
 
 import redis
 
+from relay.breakers import BreakerStore
 from relay.config import Settings
 from relay.connection import connect
 from relay.deliveries import DeliveryStore
@@ -22,6 +23,7 @@ class Stores:
     events: EventStore
     webhooks: WebhookStore
     deliveries: DeliveryStore
+    breakers: BreakerStore
 
     @classmethod
     def open(cls, settings: Settings, client: redis.Redis | None = None) -> Stores:
@@ -34,4 +36,5 @@ class Stores:
             events=EventStore(client, settings),
             webhooks=WebhookStore(client, settings),
             deliveries=DeliveryStore(client, settings),
+            breakers=BreakerStore(client, settings),
         )

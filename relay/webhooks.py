@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 
-from relay import catalogue, defaults, ids
+from relay import catalogue, defaults, ids, netguard
 from relay.config import Settings
 from relay.connection import Keys
 from relay.errors import NotFound, ValidationFailed
@@ -54,6 +54,17 @@ return 1
 """
 
 
+# Keep the current secret as the previous one until ARGV[2] and set ARGV[1].
+_ROTATE = """
+local current = redis.call('HGET', KEYS[1], 'secret')
+if not current then return 0 end
+redis.call('HSET', KEYS[1], 'secret', ARGV[1], 'previous_secret', current,
+  'previous_until', ARGV[2])
+redis.call('INCR', KEYS[2])
+return 1
+"""
+
+
 @dataclasses.dataclass(frozen=True)
 class Webhook:
     """A subscription: deliver ``event`` to ``url`` through ``sink``."""
@@ -68,10 +79,21 @@ class Webhook:
     description: str | None = None
     disabled_reason: str | None = None
     disabled_ms: int | None = None
+    previous_secret: str | None = None
+    previous_until_ms: int | None = None
 
     @property
     def active(self) -> bool:
         return self.state == ACTIVE
+
+    def signing_secrets(self, now_ms: int) -> list[str]:
+        """The secrets to sign with: the current one, and for a day after a
+        rotation the one before it, so receivers can switch without a gap."""
+        found = [self.secret]
+        if self.previous_secret and (self.previous_until_ms or 0) > now_ms:
+            found.append(self.previous_secret)
+
+        return found
 
     def public(self, *, reveal_secret: bool = False) -> dict[str, Any]:
         """The webhook as the API shows it; the secret only when revealed."""
@@ -110,6 +132,10 @@ class Webhook:
             description=text.get("description") or None,
             disabled_reason=text.get("disabled_reason") or None,
             disabled_ms=int(disabled) if disabled else None,
+            previous_secret=text.get("previous_secret") or None,
+            previous_until_ms=int(text["previous_until"])
+            if text.get("previous_until")
+            else None,
         )
 
 
@@ -177,9 +203,11 @@ class WebhookStore:
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self.client = client
         self.keys = Keys(settings.key_prefix)
+        self.settings = settings
         self._create = client.register_script(_CREATE)
         self._delete = client.register_script(_DELETE)
         self._set_state = client.register_script(_SET_STATE)
+        self._rotate = client.register_script(_ROTATE)
 
     def create(
         self,
@@ -194,7 +222,7 @@ class WebhookStore:
         An existing subscription of the same URL to the same event is
         returned unchanged with ``created`` False.
         """
-        check(event, url, sink)
+        check(event, url, sink, self.settings)
         sink = sink or implied_sink(url)
         webhook = Webhook(
             id=ids.new_id(ids.WEBHOOK),
@@ -314,6 +342,18 @@ class WebhookStore:
             args=[webhook_id],
         )
 
+    def rotate_secret(self, webhook_id: str) -> Webhook:
+        """Issue a new signing secret; the old one still signs for 24 hours."""
+        fresh = new_secret()
+        done = self._rotate(
+            keys=[self.keys.webhook(webhook_id), self.keys.webhooks_version],
+            args=[fresh, ids.now_ms() + defaults.SECRET_OVERLAP * 1000],
+        )
+        if not done:
+            raise NotFound(f"no webhook has id {webhook_id!r}")
+
+        return self.get(webhook_id)
+
     def disable(self, webhook_id: str, reason: str) -> Webhook:
         """Stop deliveries to the webhook, recording why."""
         self._change_state(
@@ -325,10 +365,14 @@ class WebhookStore:
         return self.get(webhook_id)
 
     def enable(self, webhook_id: str) -> Webhook:
-        """Resume deliveries to the webhook."""
+        """Resume deliveries to the webhook, with its failure count reset."""
         self._change_state(
-            webhook_id, ACTIVE, ["disabled_reason", "", "disabled_at", ""]
+            webhook_id,
+            ACTIVE,
+            ["disabled_reason", "", "disabled_at", "", "failures", 0],
         )
+        # The failures that count towards disabling live in its breaker.
+        self.client.delete(self.keys.breaker(webhook_id))
 
         return self.get(webhook_id)
 
@@ -352,8 +396,20 @@ class WebhookStore:
         return self.keys.webhook_url(digest)
 
 
-def check(event: str, url: str, sink: str | None) -> None:
-    """Raise :class:`ValidationFailed` unless ``event`` and ``url`` are usable."""
+def reach_problem(url: str, settings: Settings) -> str | None:
+    """Why the SSRF guard refuses ``url`` at creation, or None."""
+    if settings.allow_private_targets:
+        return None
+    refused = netguard.url_refusal(url, settings.allowed_networks)
+
+    return f"is refused: {refused}" if refused else None
+
+
+def check(
+    event: str, url: str, sink: str | None, settings: Settings | None = None
+) -> None:
+    """Raise :class:`ValidationFailed` unless ``event`` and ``url`` are usable
+    (and, given ``settings``, ``url`` passes the SSRF guard)."""
     errors: dict[str, list[str]] = {}
     if event not in catalogue.EVENTS:
         errors["event"] = [
@@ -361,6 +417,8 @@ def check(event: str, url: str, sink: str | None) -> None:
             + ", ".join(catalogue.EVENT_NAMES)
         ]
     problem = url_problem(url, sink)
+    if problem is None and settings is not None:
+        problem = reach_problem(url, settings)
     if problem is not None:
         errors["url"] = [f"the URL {problem}"]
     if errors:

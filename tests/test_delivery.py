@@ -251,3 +251,26 @@ def test_deleted_webhook_drops_its_pending_delivery(
     delivery = wait_for(dropped, what="the drop")
     assert delivery.last_error == "webhook_deleted"
     assert len(httpserver.log) == 1
+
+
+def test_rotated_secret_signs_alongside_the_old_one_for_a_day(
+    client, engine, wait_for, httpserver
+):
+    """After a rotation, deliveries carry signatures that both secrets verify."""
+    httpserver.expect_request("/hook").respond_with_data("ok")
+    webhook = _subscribe(client, httpserver.url_for("/hook"))
+    rotated = client.post(f"/v1/webhooks/{webhook['id']}/rotate-secret")
+    assert rotated.status_code == 200
+    new_secret = rotated.get_json()["webhook"]["secret"]
+    assert new_secret.startswith("whsec_") and new_secret != webhook["secret"]
+    _post(client)
+
+    wait_for(lambda: httpserver.log, what="the request")
+    request, _ = httpserver.log[0]
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    for secret in (webhook["secret"], new_secret):
+        verified = Verifier(secret).verify(request.get_data(), dict(request.headers))
+        assert verified == TICKET
+    shown = client.get(f"/v1/webhooks/{webhook['id']}").get_json()["webhook"]
+    assert shown["secret"] == new_secret[:10] + "…"
+    assert client.post("/v1/webhooks/wh_nope/rotate-secret").status_code == 404

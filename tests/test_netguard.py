@@ -99,3 +99,28 @@ def test_allowed_network_reaches_the_address_it_checked(settings, httpserver):
     assert outcome.delivered
     request, _ = httpserver.log[0]
     assert request.headers["Host"].startswith("localhost")
+
+
+def test_creation_refuses_internal_urls_unless_allowed(settings, redis_client):
+    """POST /v1/webhooks answers 422 for a loopback URL when the guard is on."""
+    from relay.app import create_app
+
+    guarded = create_app(settings.replace(allow_private_targets=False), redis_client)
+    answer = guarded.test_client().post(
+        "/v1/webhooks",
+        json={"event": "ticket_started", "url": "http://127.0.0.1:9/hook"},
+    )
+    assert answer.status_code == 422
+    assert "loopback" in answer.get_json()["error"]["details"]["fields"]["url"][0]
+    opened = settings.replace(
+        allow_private_targets=False, allowed_networks=parse_networks("127.0.0.0/8")
+    )
+    answer = (
+        create_app(opened, redis_client)
+        .test_client()
+        .post(
+            "/v1/webhooks",
+            json={"event": "ticket_started", "url": "http://127.0.0.1:9/hook"},
+        )
+    )
+    assert answer.status_code == 201

@@ -65,23 +65,23 @@ class OwnRedis:
         ]
         with open(self.folder / "server.log", "ab") as log:
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        client = redis.Redis.from_url(self.url)
         until = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > until:
-                    raise
-                time.sleep(0.05)
+        with redis.Redis.from_url(self.url) as client:
+            while True:
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    if time.monotonic() > until:
+                        raise
+                    time.sleep(0.05)
 
     def crash(self) -> None:
         """SIGKILL the server, after checking it is this test's own."""
         assert self.process is not None
-        client = redis.Redis.from_url(self.url)
-        assert client.config_get("dir")["dir"] == str(self.folder)
-        assert int(client.info("server")["process_id"]) == self.process.pid
+        with redis.Redis.from_url(self.url) as client:
+            assert client.config_get("dir")["dir"] == str(self.folder)
+            assert int(client.info("server")["process_id"]) == self.process.pid
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=10)
 
@@ -107,7 +107,8 @@ def test_events_accepted_before_a_crash_are_delivered_after_restart(
 
     httpserver.expect_request("/hook").respond_with_data("ok")
     ours = settings.replace(redis_url=own_redis.url)
-    client = create_app(ours).test_client()
+    app = create_app(ours)
+    client = app.test_client()
     client.post(
         "/v1/webhooks",
         json={"event": "ticket_started", "url": httpserver.url_for("/hook")},
@@ -123,7 +124,8 @@ def test_events_accepted_before_a_crash_are_delivered_after_restart(
     own_redis.crash()
     own_redis.start()
 
-    engine = Engine(Stores.open(ours), name="after-restart")
+    stores = Stores.open(ours)
+    engine = Engine(stores, name="after-restart")
     engine.start()
     try:
         until = time.monotonic() + 30
@@ -131,6 +133,8 @@ def test_events_accepted_before_a_crash_are_delivered_after_restart(
             time.sleep(0.1)
     finally:
         engine.stop(grace=5)
+        stores.client.close()
+        app.extensions["relay"].client.close()
     arrived = {request.headers["Relay-Event-Id"] for request, _ in httpserver.log}
     assert arrived == accepted
 
@@ -141,12 +145,14 @@ def test_a_running_worker_survives_a_redis_restart(own_redis, settings, httpserv
 
     httpserver.expect_request("/hook").respond_with_data("ok")
     ours = settings.replace(redis_url=own_redis.url)
-    client = create_app(ours).test_client()
+    app = create_app(ours)
+    client = app.test_client()
     client.post(
         "/v1/webhooks",
         json={"event": "ticket_started", "url": httpserver.url_for("/hook")},
     )
-    engine = Engine(Stores.open(ours), name="through-restart")
+    stores = Stores.open(ours)
+    engine = Engine(stores, name="through-restart")
     engine.start()
     try:
         client.post("/v1/events/ticket_started", json={**TICKET, "number": 1})
@@ -162,5 +168,7 @@ def test_a_running_worker_survives_a_redis_restart(own_redis, settings, httpserv
             time.sleep(0.1)
     finally:
         engine.stop(grace=5)
+        stores.client.close()
+        app.extensions["relay"].client.close()
     numbers = sorted(r.get_json()["number"] for r, _ in httpserver.log)
     assert numbers == [1, 3]

@@ -92,6 +92,7 @@ def test_relay_dev_runs_everything_in_one_command(tmp_path, httpserver):
         with pytest.raises(urllib.error.HTTPError) as refused:
             _call(base, "GET", "/v1/webhooks")
         assert refused.value.code == 401
+        refused.value.close()
         assert _deliver_one(base, token, httpserver) == TICKET
         dev.send_signal(signal.SIGINT)
         assert dev.wait(timeout=45) == 0

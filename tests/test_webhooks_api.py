@@ -371,9 +371,10 @@ def test_get_one_shows_the_webhook(client):
 
     assert response.status_code == 200
     shown = response.get_json()["webhook"]
-    assert {k: v for k, v in shown.items() if k != "secret"} == {
+    assert {k: v for k, v in shown.items() if k not in ("secret", "breaker")} == {
         k: v for k, v in webhook.items() if k != "secret"
     }
+    assert shown["breaker"]["state"] == "closed"
 
 
 def test_get_one_and_the_list_never_show_the_secret_in_full(client):

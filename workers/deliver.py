@@ -22,7 +22,7 @@ from relay.deliveries import Delivery, attempt_record
 from relay.events import Event
 from relay.stores import Stores
 from relay.webhooks import Webhook
-from workers import retry
+from workers import alerts, retry
 from workers.sinks import email
 from workers.sinks.base import Message, Outcome, Sink
 from workers.sinks.email import EmailSink
@@ -81,6 +81,11 @@ class Deliverer:
             webhook=webhook,
             accepted=self._accepted(delivery, webhook, number),
         )
+        wait = self.stores.breakers.admit(webhook.id)
+        if wait is not None:
+            # The webhook's breaker is open: wait behind it, uncounted.
+            self.release(delivery.id, lock_token)
+            return wait
         started_ms = ids.now_ms()
         began = time.monotonic()
         outcome = self._send(message, began + self.settings.delivery_timeout)
@@ -116,16 +121,45 @@ class Deliverer:
             duration_ms,
             state if recorded else "stale",
         )
-        if outcome.disable and recorded:
-            self.stores.webhooks.disable(webhook.id, outcome.message)
-            log.warning(
-                "webhook disabled webhook_id=%s url=%s reason=%s",
-                webhook.id,
-                webhook.url,
-                outcome.message,
-            )
+        reason = outcome.message if outcome.disable else self._judge(webhook, outcome)
+        if reason and recorded:
+            self._disable(webhook, reason)
 
         return state
+
+    def _judge(self, webhook: Webhook, outcome: Outcome) -> str | None:
+        """Count the outcome in the webhook's breaker; a reason to disable the
+        webhook when it has failed for too long, else None.
+
+        Successes and failures that say the receiver is unwell count;
+        a refused payload (a permanent 4xx) says nothing of its health.
+        """
+        if not outcome.delivered and outcome.permanent:
+            return None
+        verdict = self.stores.breakers.record(webhook.id, outcome.delivered)
+        if verdict.state == "open" and not outcome.delivered:
+            log.info(
+                "breaker open webhook_id=%s failures=%d", webhook.id, verdict.failures
+            )
+        if not verdict.disable:
+            return None
+        days = self.settings.disable_after / 86400
+
+        return (
+            f"every attempt failed for {days:g} days "
+            f"({verdict.failures} failures in a row)"
+        )
+
+    def _disable(self, webhook: Webhook, reason: str) -> None:
+        """Disable the webhook, say so at WARNING, and send the alert."""
+        self.stores.webhooks.disable(webhook.id, reason)
+        log.warning(
+            "webhook disabled webhook_id=%s url=%s reason=%s",
+            webhook.id,
+            webhook.url,
+            reason,
+        )
+        alerts.send(self.settings, webhook, reason)
 
     def _accepted(
         self, delivery: Delivery, webhook: Webhook, number: int

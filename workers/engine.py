@@ -175,6 +175,8 @@ class Engine:
         self._hand_back()
         self._flush_acks()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._reader is not None:
+            self._reader.close()
         log.info("engine stopped consumer=%s in_flight=%d", self.name, self._inflight)
 
     def ensure_group(self) -> None:

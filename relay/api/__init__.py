@@ -132,7 +132,20 @@ class _Parser(FlaskParser):
         messages = error.normalized_messages()
         if len(messages) == 1 and next(iter(messages)) in _LOCATIONS:
             messages = next(iter(messages.values()))
-        raise ValidationFailed("the request is not valid", details={"fields": messages})
+        raise ValidationFailed(
+            "the request is not valid", details={"fields": _string_keys(messages)}
+        )
+
+
+def _string_keys(value: Any) -> Any:
+    """``value`` with every mapping key a string (marshmallow numbers the
+    items of a list; JSON objects need string keys)."""
+    if isinstance(value, dict):
+        return {str(k): _string_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_string_keys(v) for v in value]
+
+    return value
 
 
 class Blueprint(_Blueprint):  # type: ignore[misc]

@@ -74,8 +74,11 @@ def index(
 @blp.response(200, schemas.WebhookEnvelope)
 @blp.alt_response(404, schema=schemas.ErrorBody, description="Unknown id")
 def show(webhook_id: str) -> Any:
-    """One webhook (its secret shortened)."""
-    return {"webhook": stores().webhooks.get(webhook_id).public()}
+    """One webhook (its secret shortened) and its circuit breaker."""
+    shown = stores().webhooks.get(webhook_id).public()
+    shown["breaker"] = stores().breakers.get(webhook_id).public()
+
+    return {"webhook": shown}
 
 
 @blp.route("/<webhook_id>", methods=["DELETE"])
@@ -86,6 +89,20 @@ def delete(webhook_id: str) -> Any:
     stores().webhooks.delete(webhook_id)
 
     return ""
+
+
+@blp.route("/<webhook_id>/rotate-secret", methods=["POST"])
+@blp.alt_response(200, schema=schemas.WebhookEnvelope, description="Rotated")
+@blp.alt_response(404, schema=schemas.ErrorBody, description="Unknown id")
+def rotate_secret(webhook_id: str) -> Any:
+    """Issue a new signing secret, shown in full here.
+
+    For 24 hours deliveries carry a signature from each secret, so the
+    receiver can switch to the new one without rejecting any.
+    """
+    webhook = stores().webhooks.rotate_secret(webhook_id)
+
+    return {"webhook": webhook.public(reveal_secret=True)}
 
 
 @blp.route("/<webhook_id>/secret", methods=["GET"])
