@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -26,7 +27,12 @@ def connect(settings: Settings, *, blocking: bool = False) -> redis.Redis:
     if settings.redis_url.startswith("rediss://") and not settings.redis_tls_verify:
         options["ssl_cert_reqs"] = "none"
 
-    return redis.Redis.from_url(settings.redis_url, **options)  # type: ignore[arg-type]
+    return redis.Redis.from_url(settings.redis_url, **options)
+
+
+def text(value: Any) -> str:
+    """A Redis reply (bytes) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def redacted(url: str) -> str:

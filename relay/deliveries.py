@@ -21,7 +21,7 @@ import redis
 
 from relay import defaults, ids, jsonio
 from relay.config import Settings
-from relay.connection import Keys
+from relay.connection import Keys, text
 from relay.errors import NotFound, ValidationFailed
 
 PENDING = "pending"
@@ -139,7 +139,7 @@ class Delivery:
     dead_ms: int | None = None
 
     @classmethod
-    def from_hash(cls, fields: dict[bytes, bytes]) -> Delivery:
+    def from_hash(cls, fields: dict[Any, Any]) -> Delivery:
         text = {k.decode(): v.decode() for k, v in fields.items()}
 
         def number(name: str) -> int | None:
@@ -443,13 +443,15 @@ class DeliveryStore:
         members: list[tuple[str, int]] = []
         upper = top
         if after is not None:
-            same = self.client.zrevrangebyscore(index, top, top, withscores=True)
-            members = [(m.decode(), int(s)) for m, s in same if m.decode() < after]
+            same: list[Any] = self.client.zrevrangebyscore(
+                index, top, top, withscores=True
+            )
+            members = [(text(m), int(s)) for m, s in same if text(m) < after]
             upper = f"({top}"
-        rest = self.client.zrevrangebyscore(
+        rest: list[Any] = self.client.zrevrangebyscore(
             index, upper, floor, start=0, num=limit + 1, withscores=True
         )
-        members += [(m.decode(), int(s)) for m, s in rest]
+        members += [(text(m), int(s)) for m, s in rest]
 
         return members, len(rest) > limit
 

@@ -11,7 +11,7 @@ import redis
 
 from relay import ids, jsonio
 from relay.config import Settings
-from relay.connection import Keys
+from relay.connection import Keys, text
 
 # Idempotency check, store, index and enqueue, atomically: an event is either
 # stored *and* enqueued, or neither. Returns {1, id} when stored, {0, first id}
@@ -122,7 +122,7 @@ class EventStore:
 
     def get(self, event_id: str) -> Event | None:
         """The stored event, or None if unknown or expired."""
-        fields = self.client.hmget(
+        fields: list[Any] = self.client.hmget(
             self.keys.event(event_id), ["event", "received_at", "body"]
         )
         name, received, body = fields
@@ -143,5 +143,5 @@ class EventStore:
             if not chunk:
                 return
             for raw in chunk:
-                yield raw.decode()
+                yield text(raw)
             offset += len(chunk)

@@ -41,4 +41,6 @@ class OrjsonProvider(JSONProvider):
 
     def response(self, *args: Any, **kwargs: Any) -> Any:
         obj = self._prepare_response_obj(args, kwargs)
-        return self._app.response_class(orjson.dumps(obj), mimetype="application/json")
+        app: Any = self._app  # a Flask app; its sansio type has no body
+
+        return app.response_class(orjson.dumps(obj), mimetype="application/json")

@@ -13,7 +13,7 @@ import redis
 
 from relay import catalogue, defaults, ids, netguard
 from relay.config import Settings
-from relay.connection import Keys
+from relay.connection import Keys, text
 from relay.errors import NotFound, ValidationFailed
 
 ACTIVE = "active"
@@ -117,7 +117,7 @@ class Webhook:
         return shown
 
     @classmethod
-    def from_hash(cls, fields: dict[bytes, bytes]) -> Webhook:
+    def from_hash(cls, fields: dict[Any, Any]) -> Webhook:
         text = {k.decode(): v.decode() for k, v in fields.items()}
         disabled = text.get("disabled_at")
 
@@ -253,12 +253,12 @@ class WebhookStore:
                 self.keys.webhooks_by_state(ACTIVE),
                 self.keys.webhooks_version,
             ],
-            args=[webhook.id, *[x for pair in fields.items() for x in pair]],
+            args=[webhook.id, *[str(x) for pair in fields.items() for x in pair]],
         )
         if existing is None:
             return webhook, True
 
-        return self.get(existing.decode()), False
+        return self.get(text(existing)), False
 
     def find(self, webhook_id: str) -> Webhook | None:
         """The webhook, or None."""
@@ -286,7 +286,7 @@ class WebhookStore:
         """Every webhook subscribed to ``event``, whatever its state."""
         members = self.client.zrange(self.keys.webhooks_by_event(event), 0, -1)
 
-        return self.many([m.decode() for m in members])
+        return self.many([text(m) for m in members])
 
     def version(self) -> int:
         """A counter that changes whenever any webhook changes."""
@@ -312,7 +312,7 @@ class WebhookStore:
         start = f"({cursor}" if cursor else "-"
         while len(found) < limit:
             chunk = [
-                m.decode()
+                text(m)
                 for m in self.client.zrangebylex(index, start, "+", 0, limit + 1)
             ]
             if not chunk:

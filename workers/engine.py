@@ -218,7 +218,7 @@ class Engine:
             self._stop.wait(0.005)
             return 0
         reader = self._reader_client()
-        found = reader.xreadgroup(
+        found: Any = reader.xreadgroup(
             GROUP,
             self.name,
             {self.keys.work: ">"},
@@ -565,7 +565,7 @@ class Engine:
         """Move the waiting attempts of slow webhooks from memory to Redis."""
         with self._lock:
             slow = [w for w, q in self._waiting.items() if q and self._is_slow(w)]
-            moved = []
+            moved: list[_Job] = []
             for webhook_id in slow:
                 moved.extend(self._waiting[webhook_id])
                 self._waiting[webhook_id].clear()
@@ -583,7 +583,7 @@ class Engine:
                 GROUP,
                 self.name,
                 0,
-                held[start : start + 500],
+                list(held[start : start + 500]),
                 justid=True,
             )
 
@@ -620,7 +620,7 @@ class Engine:
         if version == self._webhooks_version:
             return
         members = self.client.zrange(self.keys.prefix + "whs", 0, -1)
-        loaded = self.stores.webhooks.many([m.decode() for m in members])
+        loaded = self.stores.webhooks.many([_text(m) for m in members])
         by_event: dict[str, list[Webhook]] = {}
         for webhook in loaded:
             by_event.setdefault(webhook.event, []).append(webhook)

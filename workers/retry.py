@@ -51,9 +51,9 @@ def next_delay(
     schedule = settings.retry_schedule
     if attempt_in_cycle > len(schedule):
         return None
-    rng = rng or random
     spread = settings.retry_jitter
-    delay = schedule[attempt_in_cycle - 1] * rng.uniform(1 - spread, 1 + spread)
+    uniform = rng.uniform if rng is not None else random.uniform
+    delay = schedule[attempt_in_cycle - 1] * uniform(1 - spread, 1 + spread)
     if asked is not None:
         delay = max(delay, min(asked, defaults.RETRY_AFTER_MAX))
 

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 25.0
 
 
-class RelayWorker(SimpleWorker):  # type: ignore[misc]
+class RelayWorker(SimpleWorker):
     """An RQ worker whose process also runs an :class:`Engine`."""
 
     def __init__(self, *args: Any, engine: Engine, **kwargs: Any) -> None:
@@ -34,12 +34,12 @@ class RelayWorker(SimpleWorker):  # type: ignore[misc]
     def _install_signal_handlers(self) -> None:
         # Called by ``work()`` after RQ has forked its scheduler, so the
         # engine's threads start in this process only.
-        super()._install_signal_handlers()
+        super()._install_signal_handlers()  # type: ignore[no-untyped-call]
         self.engine.start()
 
     def teardown(self) -> None:
         self.engine.stop(SHUTDOWN_GRACE)
-        super().teardown()
+        super().teardown()  # type: ignore[no-untyped-call]
 
 
 def build(settings: Settings, *, name: str | None = None) -> RelayWorker:

@@ -122,14 +122,14 @@ class _Parser(FlaskParser):
     def _raw_load_json(self, req: flask.Request) -> Any:
         return require_object(read_json())
 
-    def handle_error(  # type: ignore[override]
+    def handle_error(
         self,
         error: ma.ValidationError,
         req: flask.Request,
         schema: ma.Schema,
         **kwargs: Any,
     ) -> Any:
-        messages = error.normalized_messages()
+        messages = error.normalized_messages()  # type: ignore[no-untyped-call]
         if len(messages) == 1 and next(iter(messages)) in _LOCATIONS:
             messages = next(iter(messages.values()))
         raise ValidationFailed(

@@ -7,10 +7,11 @@ import logging
 from typing import Any
 
 import flask
-from apispec.ext.marshmallow import OpenAPIConverter
+from apispec import APISpec
+from apispec.ext.marshmallow.openapi import OpenAPIConverter
 from standardwebhooks.webhooks import Webhook as Signer
 
-from relay import catalogue, jsonio, schemas
+from relay import __version__, catalogue, jsonio, schemas
 from relay.api import Blueprint, parse, read_body, require_object, stores
 from relay.errors import BadRequest, NotFound, Unauthorized, ValidationFailed
 from relay.events import idempotency_digest
@@ -183,10 +184,11 @@ def show(event: str) -> Any:
 
 
 def _json_schemas() -> dict[str, dict[str, Any]]:
-    converter = OpenAPIConverter("3.1.0", lambda schema: None, None)
+    spec = APISpec("relay", __version__, "3.1.0")
+    converter = OpenAPIConverter("3.1.0", lambda schema: None, spec)
     found = {}
     for kind, schema in _KINDS.items():
-        body = converter.schema2jsonschema(schema)
+        body: dict[str, Any] = converter.schema2jsonschema(schema)  # type: ignore[no-untyped-call]
         body["title"] = kind
         body["additionalProperties"] = True
         found[kind] = body

@@ -47,9 +47,11 @@ class _GuardedAdapter(DeadlineMixin, IPFilterAdapter):  # type: ignore[misc]
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: Any, cert: Any = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        host_params, pool_kwargs = HTTPAdapter.build_connection_pool_key_attributes(
+        found = HTTPAdapter.build_connection_pool_key_attributes(
             self, request, verify, cert
         )
+        host_params: dict[str, Any] = dict(found[0])
+        pool_kwargs: dict[str, Any] = dict(found[1])
         name = host_params["host"]
         port = host_params["port"] or (443 if self._is_https_proto else 80)
         try:
