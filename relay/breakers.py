@@ -24,7 +24,7 @@ import redis
 
 from relay import ids
 from relay.config import Settings
-from relay.connection import Keys
+from relay.connection import Keys, text
 
 CLOSED = "closed"
 OPEN = "open"
@@ -45,13 +45,14 @@ redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe_until', probe_end)
 return 0
 """
 
-# Record an outcome. KEYS: breaker. ARGV: ok (1/0), now ms, threshold, base
+# Record an outcome. KEYS: breaker, set of webhooks with an open breaker. ARGV: ok (1/0), now ms, threshold, base
 # pause ms, longest pause ms, disable after ms, fewest failures to disable.
 # Returns {state, failures, disable (1/0)}.
 _RECORD = """
 local now = tonumber(ARGV[2])
 if ARGV[1] == '1' then
   redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[8])
   return {'closed', 0, 0}
 end
 local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
@@ -62,6 +63,7 @@ if state == 'half_open' or (state == 'closed' and failures >= tonumber(ARGV[3]))
   local opened = redis.call('HINCRBY', KEYS[1], 'opened', 1)
   local pause = math.min(tonumber(ARGV[4]) * 2 ^ (opened - 1), tonumber(ARGV[5]))
   redis.call('HSET', KEYS[1], 'state', 'open', 'open_until', now + pause)
+  redis.call('SADD', KEYS[2], ARGV[8])
   state = 'open'
 end
 local first = tonumber(redis.call('HGET', KEYS[1], 'first_failure'))
@@ -128,7 +130,7 @@ class BreakerStore:
         """Count a success (closes the breaker) or a failure."""
         settings = self.settings
         state, failures, disable = self._record(
-            keys=[self.key(webhook_id)],
+            keys=[self.key(webhook_id), self.keys.open_breakers],
             args=[
                 1 if ok else 0,
                 ids.now_ms(),
@@ -137,6 +139,7 @@ class BreakerStore:
                 int(settings.breaker_pause_max * 1000),
                 int(settings.disable_after * 1000),
                 settings.disable_min_failures,
+                webhook_id,
             ],
         )
         state = state.decode() if isinstance(state, bytes) else state
@@ -171,6 +174,6 @@ class BreakerStore:
 
         return found
 
-    def reset(self, webhook_id: str) -> None:
-        """Forget the webhook's failures (an operator enabled it again)."""
-        self.client.delete(self.key(webhook_id))
+    def tripped(self) -> list[str]:
+        """Ids of webhooks whose breaker is open or probing."""
+        return sorted(text(m) for m in self.client.smembers(self.keys.open_breakers))

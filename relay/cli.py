@@ -159,7 +159,9 @@ def webhooks() -> None:
     """Subscriptions: list, show, create, delete, disable, enable."""
 
 
-def _webhook_fields(webhook: Webhook, *, reveal_secret: bool = False) -> None:
+def _webhook_fields(
+    webhook: Webhook, *, reveal_secret: bool = False, breaker: str | None = None
+) -> None:
     disabled = None
     if not webhook.active:
         disabled = webhook.disabled_reason or "(no reason recorded)"
@@ -176,6 +178,7 @@ def _webhook_fields(webhook: Webhook, *, reveal_secret: bool = False) -> None:
             ("secret", webhook.public(reveal_secret=reveal_secret)["secret"]),
             ("description", webhook.description),
             ("created", f"{age(webhook.created_ms)} ({ids.iso(webhook.created_ms)})"),
+            ("breaker", breaker),
         ]
     )
 
@@ -215,12 +218,19 @@ def webhooks_list(
 @json_option
 @click.pass_obj
 def webhooks_show(settings: Settings, webhook_id: str, as_json: bool) -> None:
-    """Show one webhook (its secret masked)."""
-    webhook = _open(settings).webhooks.get(webhook_id)
+    """Show one webhook (its secret masked) and its circuit breaker."""
+    stores = _open(settings)
+    webhook = stores.webhooks.get(webhook_id)
+    breaker = stores.breakers.get(webhook_id).public()
     if as_json:
-        echo_json({"webhook": webhook.public()})
-    else:
-        _webhook_fields(webhook)
+        echo_json({"webhook": {**webhook.public(), "breaker": breaker}})
+        return
+    shown = breaker["state"].replace("_", "-")
+    if breaker["failures"]:
+        shown += f", {breaker['failures']} failures in a row"
+    if breaker["open_until"]:
+        shown += f", open until {breaker['open_until']}"
+    _webhook_fields(webhook, breaker=shown)
 
 
 @webhooks.command("create")
@@ -270,6 +280,20 @@ def webhooks_disable(settings: Settings, webhook_id: str, reason: str) -> None:
     """Stop deliveries to a webhook; new ones become dead letters."""
     _open(settings).webhooks.disable(webhook_id, reason)
     click.echo(f"disabled {webhook_id}")
+
+
+@webhooks.command("rotate-secret")
+@click.argument("webhook_id", metavar="ID")
+@json_option
+@click.pass_obj
+def webhooks_rotate_secret(settings: Settings, webhook_id: str, as_json: bool) -> None:
+    """Issue a new signing secret; the old one also signs for 24 hours."""
+    webhook = _open(settings).webhooks.rotate_secret(webhook_id)
+    if as_json:
+        echo_json({"webhook": webhook.public(reveal_secret=True)})
+        return
+    click.echo(f"rotated {webhook.id}; the old secret also signs for 24 hours")
+    _webhook_fields(webhook, reveal_secret=True)
 
 
 @webhooks.command("enable")
@@ -695,6 +719,12 @@ def stats_command(settings: Settings, as_json: bool) -> None:
             ),
         ]
     )
+    if shot.open_breakers:
+        click.echo()
+        table(
+            ["WEBHOOK", "BREAKER"],
+            [[w, state.replace("_", "-")] for w, state in shot.open_breakers],
+        )
     if shot.dead_by_webhook:
         click.echo()
         table(

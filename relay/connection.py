@@ -69,7 +69,8 @@ class Keys:
     - ``dead`` sorted set: dead-letter (delivery) ids by time of death
     - ``lock:<delivery id>`` string: held while an attempt is in flight
     - ``breaker:<webhook id>`` hash: the webhook's circuit breaker and the
-      failures counted towards disabling it
+      failures counted towards disabling it; ``breakers:open`` set: the
+      webhooks whose breaker is not closed
     - ``stats:<minute>`` hash: counts of one minute (minutes since the
       epoch): ``delivered``, ``failed`` (attempts), ``dead``, ``retried``
     """
@@ -112,6 +113,10 @@ class Keys:
 
     def lock(self, delivery_id: str) -> str:
         return f"{self.prefix}lock:{delivery_id}"
+
+    @property
+    def open_breakers(self) -> str:
+        return f"{self.prefix}breakers:open"
 
     def breaker(self, webhook_id: str) -> str:
         return f"{self.prefix}breaker:{webhook_id}"

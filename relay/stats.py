@@ -42,6 +42,7 @@ class Snapshot:
     dead_by_webhook: list[tuple[str, str | None, int]]
     last_hour: dict[str, int]
     workers: list[str]
+    open_breakers: list[tuple[str, str]]
 
     def public(self) -> dict[str, Any]:
         """The snapshot as ``relay stats --json`` shows it."""
@@ -71,6 +72,9 @@ class Snapshot:
             },
             "last_hour": self.last_hour,
             "workers": self.workers,
+            "open_breakers": [
+                {"webhook_id": w, "state": state} for w, state in self.open_breakers
+            ],
         }
 
 
@@ -111,7 +115,16 @@ def snapshot(stores: Stores, *, top: int = 10) -> Snapshot:
         dead_by_webhook=_dead_by_webhook(stores, top),
         last_hour=last_hour,
         workers=sorted(w.name for w in Worker.all(queue=queue)),
+        open_breakers=_open_breakers(stores),
     )
+
+
+def _open_breakers(stores: Stores) -> list[tuple[str, str]]:
+    """Webhooks whose breaker is open or probing, with its state."""
+    tripped = stores.breakers.tripped()
+    found = stores.breakers.many(tripped)
+
+    return [(w, b.state) for w, b in zip(tripped, found, strict=True)]
 
 
 def _group_depth(client: redis.Redis, stream: str) -> tuple[int, int | None]:

@@ -373,6 +373,7 @@ class WebhookStore:
         )
         # The failures that count towards disabling live in its breaker.
         self.client.delete(self.keys.breaker(webhook_id))
+        self.client.srem(self.keys.open_breakers, webhook_id)
 
         return self.get(webhook_id)
 

@@ -105,7 +105,8 @@ def test_show_prints_the_webhook_with_its_secret_masked(settings, stores):
     assert ["url", HOOK] in rows
     assert ["secret", hook.public()["secret"]] in rows
     assert hook.secret not in text
-    assert shown == {"webhook": hook.public()}
+    breaker = stores.breakers.get(hook.id).public()
+    assert shown == {"webhook": {**hook.public(), "breaker": breaker}}
 
 
 def test_disable_then_enable_resets_the_failure_count(settings, stores):
@@ -241,3 +242,27 @@ def test_usage_errors_exit_2(settings, args):
     assert result.exit_code == 2, (result.stdout, result.stderr)
     assert "Traceback" not in result.output
     assert result.stderr.splitlines()[-1].startswith("Error: ")
+
+
+def test_rotate_secret_shows_the_new_secret_once(stores, settings):
+    """``webhooks rotate-secret`` prints the new secret; show masks it again."""
+    hook = webhook(stores, "https://example.com/r")
+    fresh = document(relay(settings, "webhooks", "rotate-secret", hook.id, "--json"))[
+        "webhook"
+    ]["secret"]
+    assert fresh != hook.secret and fresh.startswith("whsec_")
+    assert stores.webhooks.get(hook.id).previous_secret == hook.secret
+    shown = ok(relay(settings, "webhooks", "show", hook.id))
+    assert fresh not in shown
+    assert "breaker" in shown and "closed" in shown
+
+
+def test_stats_lists_open_breakers(stores, settings):
+    """``relay stats`` names the webhooks whose breaker is open."""
+    hook = webhook(stores, "https://example.com/b")
+    for _ in range(settings.breaker_threshold):
+        stores.breakers.record(hook.id, ok=False)
+    shown = ok(relay(settings, "stats"))
+    assert hook.id in shown and "open" in shown
+    stores.webhooks.enable(hook.id)
+    assert stores.breakers.tripped() == []
