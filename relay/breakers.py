@@ -45,8 +45,9 @@ redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe_until', probe_end)
 return 0
 """
 
-# Record an outcome. KEYS: breaker, set of webhooks with an open breaker. ARGV: ok (1/0), now ms, threshold, base
-# pause ms, longest pause ms, disable after ms, fewest failures to disable.
+# Record an outcome. KEYS: breaker, set of webhooks with an open breaker.
+# ARGV: ok (1/0), now ms, threshold, base pause ms, longest pause ms, disable
+# after ms, fewest failures to disable, webhook id.
 # Returns {state, failures, disable (1/0)}.
 _RECORD = """
 local now = tonumber(ARGV[2])
