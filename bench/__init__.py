@@ -1,0 +1,1 @@
+"""relay's benchmark: ``python -m bench.run`` (see ``bench/run.py``)."""
