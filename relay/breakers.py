@@ -30,20 +30,28 @@ CLOSED = "closed"
 OPEN = "open"
 HALF_OPEN = "half_open"
 
-# Whether an attempt may go now. KEYS: breaker. ARGV: now ms, probe ttl ms.
-# Returns 0 to go, else the ms to wait.
-_ADMIT = """
+# Take a delivery's lock if its webhook's breaker lets an attempt go, in one
+# round trip. KEYS: breaker, lock. ARGV: now ms, probe ttl ms, lock token,
+# lock ttl ms. Returns -1 when the lock is held elsewhere, 0 when the attempt
+# may go (the lock is now held), else the ms to wait.
+_BEGIN = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 local state = redis.call('HGET', KEYS[1], 'state')
-if not state or state == 'closed' then return 0 end
-local now = tonumber(ARGV[1])
-local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
-if state == 'open' and now < open_until then return open_until - now end
-local probe_until = tonumber(redis.call('HGET', KEYS[1], 'probe_until') or '0')
-if state == 'half_open' and now < probe_until then return probe_until - now end
-local probe_end = now + tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe_until', probe_end)
+if state and state ~= 'closed' then
+  local now = tonumber(ARGV[1])
+  local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
+  if state == 'open' and now < open_until then return open_until - now end
+  local probe_until = tonumber(redis.call('HGET', KEYS[1], 'probe_until') or '0')
+  if state == 'half_open' and now < probe_until then return probe_until - now end
+  local probe_end = now + tonumber(ARGV[2])
+  redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe_until', probe_end)
+end
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
 return 0
 """
+
+#: What :meth:`BreakerStore.begin` answers when another attempt holds the lock.
+BUSY = -1.0
 
 # Record an outcome. KEYS: breaker, set of webhooks with an open breaker.
 # ARGV: ok (1/0), now ms, threshold, base pause ms, longest pause ms, disable
@@ -105,6 +113,13 @@ class Verdict:
     disable: bool
 
 
+def verdict(reply: Any) -> Verdict:
+    """The :class:`Verdict` in a reply of the record script."""
+    state, failures, disable = reply
+
+    return Verdict(text(state), int(failures), bool(disable))
+
+
 class BreakerStore:
     """Reads and moves the breakers of webhooks."""
 
@@ -112,25 +127,41 @@ class BreakerStore:
         self.client = client
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self._admit = client.register_script(_ADMIT)
+        self._begin = client.register_script(_BEGIN)
         self._record = client.register_script(_RECORD)
 
     def key(self, webhook_id: str) -> str:
         return self.keys.breaker(webhook_id)
 
-    def admit(self, webhook_id: str) -> float | None:
-        """None if an attempt may go now, else the seconds it must wait."""
+    def begin(
+        self, webhook_id: str, lock_key: str, token: str, lock_ms: int
+    ) -> float | None:
+        """Take an attempt's lock if the breaker lets it go: None when taken,
+        :data:`BUSY` when another attempt holds it, else seconds to wait."""
         probe_ms = int((self.settings.delivery_timeout + 5) * 1000)
-        wait = int(
-            self._admit(keys=[self.key(webhook_id)], args=[ids.now_ms(), probe_ms])
+        answer = int(
+            self._begin(
+                keys=[self.key(webhook_id), lock_key],
+                args=[ids.now_ms(), probe_ms, token, lock_ms],
+            )
         )
+        if answer == 0:
+            return None
 
-        return wait / 1000 if wait > 0 else None
+        return BUSY if answer < 0 else answer / 1000
 
     def record(self, webhook_id: str, ok: bool) -> Verdict:
         """Count a success (closes the breaker) or a failure."""
+        return verdict(self._call_record(webhook_id, ok, self.client))
+
+    def record_on(self, pipe: Any, webhook_id: str, ok: bool) -> None:
+        """Queue :meth:`record` on ``pipe``; read its reply with
+        :func:`verdict`."""
+        self._call_record(webhook_id, ok, pipe)
+
+    def _call_record(self, webhook_id: str, ok: bool, client: Any) -> Any:
         settings = self.settings
-        state, failures, disable = self._record(
+        return self._record(
             keys=[self.key(webhook_id), self.keys.open_breakers],
             args=[
                 1 if ok else 0,
@@ -142,10 +173,8 @@ class BreakerStore:
                 settings.disable_min_failures,
                 webhook_id,
             ],
+            client=client,
         )
-        state = state.decode() if isinstance(state, bytes) else state
-
-        return Verdict(state, int(failures), bool(disable))
 
     def get(self, webhook_id: str) -> Breaker:
         """The webhook's breaker (closed when it has no record)."""

@@ -6,7 +6,14 @@ import time
 
 import pytest
 
-from relay.breakers import CLOSED, HALF_OPEN, OPEN, BreakerStore
+from relay.breakers import BUSY, CLOSED, HALF_OPEN, OPEN, BreakerStore
+
+_LOCKS = iter(range(10**6))
+
+
+def admit(breakers, webhook_id):
+    """Ask to begin an attempt with a fresh lock: None to go, else the wait."""
+    return breakers.begin(webhook_id, f"test:lock:{next(_LOCKS)}", "token", 1000)
 
 
 @pytest.fixture
@@ -25,7 +32,7 @@ def breakers(settings, redis_client):
 def test_a_new_webhook_is_closed(breakers):
     """No record means a closed breaker and attempts go."""
     assert breakers.get("wh_1").state == CLOSED
-    assert breakers.admit("wh_1") is None
+    assert admit(breakers, "wh_1") is None
 
 
 def test_failures_in_a_row_open_the_breaker(breakers):
@@ -35,7 +42,7 @@ def test_failures_in_a_row_open_the_breaker(breakers):
         CLOSED,
         OPEN,
     ]
-    wait = breakers.admit("wh_1")
+    wait = admit(breakers, "wh_1")
     assert wait is not None and 0 < wait <= 0.3
     shown = breakers.get("wh_1").public()
     assert shown["state"] == OPEN
@@ -57,9 +64,9 @@ def test_after_the_pause_one_probe_goes(breakers):
     for _ in range(3):
         breakers.record("wh_1", ok=False)
     time.sleep(0.35)
-    assert breakers.admit("wh_1") is None
+    assert admit(breakers, "wh_1") is None
     assert breakers.get("wh_1").state == HALF_OPEN
-    assert breakers.admit("wh_1") is not None
+    assert admit(breakers, "wh_1") is not None
 
 
 def test_a_failed_probe_opens_it_again_for_longer(breakers):
@@ -67,13 +74,13 @@ def test_a_failed_probe_opens_it_again_for_longer(breakers):
     for _ in range(3):
         breakers.record("wh_1", ok=False)
     time.sleep(0.35)
-    breakers.admit("wh_1")
+    admit(breakers, "wh_1")
     assert breakers.record("wh_1", ok=False).state == OPEN
-    assert breakers.admit("wh_1") > 0.3
+    assert admit(breakers, "wh_1") > 0.3
     time.sleep(0.55)
-    assert breakers.admit("wh_1") is None
+    assert admit(breakers, "wh_1") is None
     assert breakers.record("wh_1", ok=True).state == CLOSED
-    assert breakers.admit("wh_1") is None
+    assert admit(breakers, "wh_1") is None
 
 
 def test_disable_rule_needs_time_and_failures(settings, redis_client):
@@ -94,5 +101,12 @@ def test_breakers_are_per_webhook(breakers):
     """One webhook's failures do not touch another's breaker."""
     for _ in range(3):
         breakers.record("wh_1", ok=False)
-    assert breakers.admit("wh_2") is None
+    assert admit(breakers, "wh_2") is None
     assert [b.state for b in breakers.many(["wh_1", "wh_2"])] == [OPEN, CLOSED]
+
+
+def test_a_held_lock_answers_busy_and_leaves_the_breaker_alone(breakers):
+    """Begin takes the lock; a second begin on the same lock is BUSY."""
+    assert breakers.begin("wh_1", "test:lock:same", "a", 1000) is None
+    assert breakers.begin("wh_1", "test:lock:same", "b", 1000) == BUSY
+    assert breakers.client.get("test:lock:same") == b"a"

@@ -31,6 +31,7 @@ import redis
 
 from relay import deliveries as states
 from relay import ids
+from relay.breakers import BUSY
 from relay.connection import connect
 from relay.deliveries import Delivery
 from relay.events import Event
@@ -49,7 +50,15 @@ _WAITING_PER_WEBHOOK = 256
 _QUEUED_HIGH = 128
 #: A webhook whose attempts take this long on average is slow: attempts
 #: beyond its concurrency are parked at once instead of waiting in memory.
-_SLOW_SECONDS = 0.5
+_SLOW_SECONDS = 1.0
+#: ...or whose slots have all been taken this long without one finishing.
+_STALLED_SECONDS = 2.0
+#: Parked attempts put back per webhook and pass: a few times what one
+#: worker runs at once, so a webhook that was only briefly slow drains fast.
+_UNPARK_FACTOR = 4
+#: How long after parking for a webhook this worker still pulls its parked
+#: attempts back early when the webhook turns out fast.
+_PULL_FOR = 60.0
 #: How long a parked webhook waits before its next few items are put back.
 _PARK_MS = 1000
 #: Seconds between unparking passes, and between housekeeping passes.
@@ -131,6 +140,8 @@ class Engine:
         self._busy: collections.Counter[str] = collections.Counter()
         self._waiting: dict[str, collections.deque[_Job]] = {}
         self._latency: dict[str, float] = {}
+        self._parked_for: dict[str, float] = {}
+        self._pulled: dict[str, float] = {}
         self._progress: dict[str, float] = {}
         self._queued = 0
         self._inflight = 0
@@ -211,6 +222,9 @@ class Engine:
         """Housekeeping, then read and start one batch; returns items read."""
         self._flush_acks()
         self._housekeeping()
+        # TODO: one event fanned out to many new webhooks whose receivers all
+        # hang takes every slot here until their timeouts (other workers read
+        # on); a cap on attempts to not-yet-proven webhooks would bound it.
         if (
             self._inflight >= self.settings.worker_concurrency
             or self._queued >= _QUEUED_HIGH
@@ -404,13 +418,19 @@ class Engine:
     def _attempt(self, job: _Job) -> None:
         assert job.webhook is not None and job.event is not None
         token = f"{self.name}:{job.number}"
-        lock_ms = int((self.settings.delivery_timeout + 10) * 1000)
         done = True
         began = time.monotonic()
         try:
-            if self.client.set(
-                self.keys.lock(job.delivery.id), token, nx=True, px=lock_ms
-            ):
+            wait = self.deliverer.begin(job.delivery, job.webhook, token)
+            if wait == BUSY:
+                # Another worker is attempting this delivery: leave the item
+                # unacknowledged; recovery brings it back if that one dies.
+                log.info("attempt busy delivery_id=%s", job.delivery.id)
+                done = False
+            elif wait is not None:
+                # The webhook's breaker is open: wait behind it, uncounted.
+                self._park_job(job, wait_ms=int(wait * 1000), settle=False)
+            else:
                 result = self.deliverer.attempt(
                     job.delivery, job.webhook, job.event, job.number, token
                 )
@@ -419,11 +439,6 @@ class Engine:
                     self._park_job(job, wait_ms=int(result * 1000), settle=False)
                 else:
                     self._observe(job.webhook.id, time.monotonic() - began)
-            else:
-                # Another worker is attempting this delivery: leave the item
-                # unacknowledged; recovery brings it back if that one dies.
-                log.info("attempt busy delivery_id=%s", job.delivery.id)
-                done = False
         except Exception:
             log.exception("attempt not recorded delivery_id=%s", job.delivery.id)
             done = False
@@ -453,6 +468,27 @@ class Engine:
             self._settle(job)
         if following is not None:
             self._pool.submit(self._attempt, following)
+        else:
+            self._pull(webhook_id)
+
+    def _pull(self, webhook_id: str) -> None:
+        """Bring a webhook's parked attempts back sooner once it has capacity
+        here and is not slow (it may have been parked while only briefly
+        slow), at most every unparking pass."""
+        now = time.monotonic()
+        with self._lock:
+            parked_at = self._parked_for.get(webhook_id)
+            if parked_at is None or self._is_slow(webhook_id):
+                return
+            if now - parked_at > _PULL_FOR:
+                del self._parked_for[webhook_id]
+                return
+            if now - self._pulled.get(webhook_id, 0.0) < _UNPARK_EVERY:
+                return
+            self._pulled[webhook_id] = now
+        self.client.zadd(
+            self.keys.prefix + "parked", {webhook_id: ids.now_ms()}, xx=True, lt=True
+        )
 
     def _observe(self, webhook_id: str, seconds: float) -> None:
         """Keep a moving average of a webhook's attempt time."""
@@ -470,7 +506,7 @@ class Engine:
 
         return (
             self._busy[webhook_id] >= self.settings.webhook_concurrency
-            and stalled >= _SLOW_SECONDS
+            and stalled >= _STALLED_SECONDS
         )
 
     def _finish(self, job: _Job, state: str, reason: str) -> None:
@@ -481,6 +517,8 @@ class Engine:
         self, job: _Job, wait_ms: int = _PARK_MS, settle: bool = True
     ) -> None:
         assert job.webhook is not None
+        with self._lock:
+            self._parked_for[job.webhook.id] = time.monotonic()
         self._park(
             keys=[
                 self.keys.prefix + f"parked:{job.webhook.id}",
@@ -547,7 +585,7 @@ class Engine:
                 args=[
                     ids.now_ms(),
                     self.keys.prefix,
-                    self.settings.webhook_concurrency,
+                    self.settings.webhook_concurrency * _UNPARK_FACTOR,
                     _PARK_MS,
                 ],
             )
