@@ -16,8 +16,17 @@ import redis
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
-from relay import __version__, defaults
-from relay.api import deliveries, events, health, limits, replays, too_large, webhooks
+from relay import __version__, console, defaults
+from relay.api import (
+    deliveries,
+    events,
+    health,
+    limits,
+    probes,
+    replays,
+    too_large,
+    webhooks,
+)
 from relay.config import Settings, from_env
 from relay.errors import (
     ApiError,
@@ -73,6 +82,8 @@ def create_app(
     for blueprint in (webhooks.blp, events.blp, deliveries.blp, health.blp):
         api.register_blueprint(blueprint)
     api.register_blueprint(replays.blp)
+    app.register_blueprint(probes.blp)
+    console.install(app)
     limits.install(app, settings)
     app.before_request(_authenticate)
     app.register_error_handler(ApiError, _api_error)

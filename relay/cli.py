@@ -9,8 +9,6 @@ commands act through the same stores and :mod:`relay.operations` as the API.
 
 from __future__ import annotations
 
-import logging
-import sys
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -19,7 +17,7 @@ import click
 import redis
 from click.core import ParameterSource
 
-from relay import __version__, catalogue, defaults, ids, stats
+from relay import __version__, catalogue, defaults, ids, logs, stats
 from relay.config import Settings, from_env
 from relay.connection import redacted
 from relay.deliveries import Delivery
@@ -115,11 +113,7 @@ def _open(settings: Settings) -> Stores:
 
 
 def _logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stdout,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    logs.configure()
 
 
 # --- running ------------------------------------------------------------------
@@ -131,9 +125,11 @@ def _logging() -> None:
 @click.pass_obj
 def worker(settings: Settings, burst: bool, name: str | None) -> None:
     """Run a worker: deliveries, retries and RQ's scheduler."""
+    from relay import metrics
     from workers.worker import run
 
     _logging()
+    metrics.use_multiprocess(settings)
     run(settings, burst=burst, name=name)
 
 

@@ -24,6 +24,8 @@ class Settings:
     redis_timeout: float = defaults.REDIS_SOCKET_TIMEOUT
     key_prefix: str = defaults.KEY_PREFIX
     api_token: str | None = None
+    metrics_token: str | None = None
+    secret_key: str | None = None
     inbound_secret: str | None = None
     rate_limit: str | None = None
     max_body_bytes: int = defaults.MAX_BODY_BYTES
@@ -83,6 +85,8 @@ _ENV: dict[str, tuple[str, Any]] = {
     "RELAY_REDIS_TIMEOUT": ("redis_timeout", float),
     "RELAY_KEY_PREFIX": ("key_prefix", str),
     "RELAY_API_TOKEN": ("api_token", str),
+    "RELAY_METRICS_TOKEN": ("metrics_token", str),
+    "RELAY_SECRET_KEY": ("secret_key", str),
     "RELAY_INBOUND_SECRET": ("inbound_secret", str),
     "RELAY_RATE_LIMIT": ("rate_limit", str),
     "RELAY_MAX_BODY_BYTES": ("max_body_bytes", int),

@@ -73,6 +73,10 @@ class Keys:
       webhooks whose breaker is not closed
     - ``stats:<minute>`` hash: counts of one minute (minutes since the
       epoch): ``delivered``, ``failed`` (attempts), ``dead``, ``retried``
+      (dead letters sent again), ``retrying`` (failed attempts with another
+      scheduled), ``attempts`` and their total ``duration_ms``
+    - ``console:salt`` string: random bytes the console's session key is
+      derived from (with the API token)
     """
 
     def __init__(self, prefix: str) -> None:
@@ -83,6 +87,7 @@ class Keys:
         self.webhooks_version = prefix + "whs:version"
         self.pending = prefix + "pending"
         self.dead = prefix + "dead"
+        self.console_salt = prefix + "console:salt"
 
     def event(self, event_id: str) -> str:
         return f"{self.prefix}evt:{event_id}"

@@ -119,3 +119,12 @@ PORT = 8000
 
 #: Folder of the embedded Valkey's data under ``relay dev``.
 DEV_DATA_DIR = ".relay"
+
+#: Log level when ``RELAY_LOG_LEVEL`` is unset: one line per received event
+#: and per attempt is INFO.
+LOG_LEVEL = "INFO"
+
+#: Pending deliveries read (oldest first) when ``/metrics`` works out the age
+#: of the oldest pending delivery per webhook: bounded, since pending can be
+#: large, and the oldest are the ones an alert is about.
+OLDEST_PENDING_SAMPLE = 1000

@@ -59,7 +59,7 @@ return found
 # one) if attempt ARGV[2] - 1 is the last recorded. KEYS: delivery, attempts,
 # lock, pending, dead, event, this minute's stats. ARGV: id, n, lock token,
 # attempt JSON, state, now, next_at, last_error, ttl of finished records, ttl
-# of stats.
+# of stats, the attempt's duration in ms.
 _RECORD = """
 local recorded = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '-1')
 local n = tonumber(ARGV[2])
@@ -89,6 +89,11 @@ end
 if state == 'delivered' then redis.call('HINCRBY', KEYS[7], 'delivered', 1)
 elseif ARGV[4] ~= '' then redis.call('HINCRBY', KEYS[7], 'failed', 1) end
 if state == 'dead' then redis.call('HINCRBY', KEYS[7], 'dead', 1) end
+if ARGV[4] ~= '' then
+  if state == 'retrying' then redis.call('HINCRBY', KEYS[7], 'retrying', 1) end
+  redis.call('HINCRBY', KEYS[7], 'attempts', 1)
+  redis.call('HINCRBY', KEYS[7], 'duration_ms', ARGV[11])
+end
 redis.call('EXPIRE', KEYS[7], ARGV[10])
 return 1
 """
@@ -288,6 +293,7 @@ class DeliveryStore:
                 last_error or "",
                 self.settings.event_retention,
                 STATS_TTL,
+                int(attempt.get("duration_ms") or 0) if attempt is not None else 0,
             ],
             client=pipe,
         )

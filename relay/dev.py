@@ -74,6 +74,7 @@ def run_dev(
         RELAY_ALLOW_PRIVATE_TARGETS="1",
         PYTHONUNBUFFERED="1",
     )
+    env.setdefault("RELAY_LOG_FORMAT", "text")
     if settings.smtp_url:
         mail = f"sent through {redacted(settings.smtp_url)}"
     else:
@@ -88,7 +89,9 @@ def run_dev(
     click.echo(
         "\nrelay is running\n"
         f"  API       http://127.0.0.1:{port}  (OpenAPI: /openapi.json)\n"
+        f"  console   http://127.0.0.1:{port}/console  (log in with the token)\n"
         f"  token     {token}\n"
+        f"  metrics   http://127.0.0.1:{port}/metrics, /healthz, /readyz\n"
         f"  Redis     {redacted(redis_url)}  ({where})\n"
         "  workers   1, with the retry scheduler\n"
         f"  email     {mail}\n"

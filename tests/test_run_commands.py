@@ -89,6 +89,7 @@ def test_relay_dev_runs_everything_in_one_command(tmp_path, httpserver):
         wait_until(lambda: _up(base), 60, "relay dev to answer")
         token = (tmp_path / ".relay" / "api-token").read_text().strip()
         assert token in log.read_text()
+        assert f"{base}/console" in log.read_text()
         with pytest.raises(urllib.error.HTTPError) as refused:
             _call(base, "GET", "/v1/webhooks")
         assert refused.value.code == 401

@@ -16,7 +16,8 @@ from typing import Any
 from rq import Queue, get_current_job
 
 from relay import deliveries as states
-from relay import ids
+from relay import ids, metrics
+from relay.breakers import Verdict, verdict
 from relay.connection import Keys
 from relay.deliveries import Delivery, attempt_record
 from relay.events import Event
@@ -81,11 +82,6 @@ class Deliverer:
             webhook=webhook,
             accepted=self._accepted(delivery, webhook, number),
         )
-        wait = self.stores.breakers.admit(webhook.id)
-        if wait is not None:
-            # The webhook's breaker is open: wait behind it, uncounted.
-            self.release(delivery.id, lock_token)
-            return wait
         started_ms = ids.now_ms()
         began = time.monotonic()
         outcome = self._send(message, began + self.settings.delivery_timeout)
@@ -105,39 +101,48 @@ class Deliverer:
         )
         if outcome.details:
             record["details"] = outcome.details
-        recorded = self._record(
-            delivery, number, state, record, lock_token, delay, outcome
+        counted = outcome.delivered or not outcome.permanent
+        recorded, verdict = self._record(
+            delivery, number, state, record, lock_token, delay, outcome, counted
         )
+        shown = state if recorded else "stale"
+        metrics.attempt_made(webhook.sink, shown, duration_ms / 1000)
         log.info(
-            "attempt delivery_id=%s webhook_id=%s event_id=%s sink=%s attempt=%d "
-            "status=%s error=%s duration_ms=%d state=%s",
-            delivery.id,
-            webhook.id,
-            event.id,
-            webhook.sink,
-            number,
-            outcome.status,
-            outcome.error,
-            duration_ms,
-            state if recorded else "stale",
+            "attempt",
+            extra={
+                "event_id": event.id,
+                "delivery_id": delivery.id,
+                "webhook_id": webhook.id,
+                "sink": webhook.sink,
+                "attempt": number,
+                "status": outcome.status,
+                "error": outcome.error,
+                "duration_ms": duration_ms,
+                "state": shown,
+            },
         )
-        reason = outcome.message if outcome.disable else self._judge(webhook, outcome)
+        reason = outcome.message if outcome.disable else self._judge(webhook, verdict)
         if reason and recorded:
             self._disable(webhook, reason)
 
         return state
 
-    def _judge(self, webhook: Webhook, outcome: Outcome) -> str | None:
-        """Count the outcome in the webhook's breaker; a reason to disable the
-        webhook when it has failed for too long, else None.
+    def begin(self, delivery: Delivery, webhook: Webhook, token: str) -> float | None:
+        """Take the delivery's lock if its webhook's breaker lets the attempt
+        go (one round trip): None when taken, :data:`BUSY` when another
+        attempt holds it, else the seconds to wait behind the breaker."""
+        lock_ms = int((self.settings.delivery_timeout + 10) * 1000)
 
-        Successes and failures that say the receiver is unwell count;
-        a refused payload (a permanent 4xx) says nothing of its health.
-        """
-        if not outcome.delivered and outcome.permanent:
+        return self.stores.breakers.begin(
+            webhook.id, self.stores.deliveries.keys.lock(delivery.id), token, lock_ms
+        )
+
+    def _judge(self, webhook: Webhook, verdict: Verdict | None) -> str | None:
+        """A reason to disable the webhook when its breaker says it has failed
+        for too long, else None."""
+        if verdict is None:
             return None
-        verdict = self.stores.breakers.record(webhook.id, outcome.delivered)
-        if verdict.state == "open" and not outcome.delivered:
+        if verdict.state == "open":
             log.info(
                 "breaker open webhook_id=%s failures=%d", webhook.id, verdict.failures
             )
@@ -224,7 +229,14 @@ class Deliverer:
         lock_token: str,
         delay: float | None,
         outcome: Outcome,
-    ) -> bool:
+        counted: bool,
+    ) -> tuple[bool, Verdict | None]:
+        """Record the attempt, schedule its retry and count it in the
+        webhook's breaker, in one transaction.
+
+        Successes and failures that say the receiver is unwell are counted;
+        a refused payload (a permanent 4xx) says nothing of its health.
+        """
         when = None
         if delay is not None:
             # RQ's scheduler keeps whole seconds and runs a job once its
@@ -254,8 +266,12 @@ class Deliverer:
                 failure_ttl=_FAILURE_TTL,
                 pipeline=pipe,
             )
+        if counted:
+            self.stores.breakers.record_on(pipe, delivery.webhook_id, outcome.delivered)
+        replies = pipe.execute()
+        judged = verdict(replies[-1]) if counted else None
 
-        return bool(pipe.execute()[0])
+        return bool(replies[0]), judged
 
 
 def _summary(outcome: Outcome) -> str:

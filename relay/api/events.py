@@ -11,7 +11,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow.openapi import OpenAPIConverter
 from standardwebhooks.webhooks import Webhook as Signer
 
-from relay import __version__, catalogue, jsonio, schemas
+from relay import __version__, catalogue, jsonio, metrics, schemas
 from relay.api import Blueprint, parse, read_body, require_object, stores
 from relay.errors import BadRequest, NotFound, Unauthorized, ValidationFailed
 from relay.events import idempotency_digest
@@ -81,6 +81,7 @@ def _accept(event: str, payload: Any, body: bytes, signed_id: str | None) -> Any
     """Validate ``payload``, store ``body`` as ``event`` and answer."""
     errors = schemas.payload_errors(event, payload)
     if errors:
+        metrics.event_received(event, "invalid")
         raise ValidationFailed(
             f"the payload is not a valid {catalogue.EVENTS[event]}",
             details={"fields": errors},
@@ -91,13 +92,20 @@ def _accept(event: str, payload: Any, body: bytes, signed_id: str | None) -> Any
     digest = idempotency_digest(event, key, payload)
     received = stores().events.receive(event, body, digest)
     summary = received.event.summary()
+    outcome = "duplicate" if received.duplicate else "accepted"
+    metrics.event_received(event, outcome)
+    log.info(
+        "event_received",
+        extra={
+            "event_id": summary["id"],
+            "event": event,
+            "outcome": outcome,
+            "bytes": len(body),
+        },
+    )
     if received.duplicate:
-        log.info("event duplicate event_id=%s event=%s", summary["id"], event)
         summary["duplicate"] = True
         return flask.current_app.json.response({"event": summary}), 200
-    log.info(
-        "event received event_id=%s event=%s bytes=%d", summary["id"], event, len(body)
-    )
 
     return flask.current_app.json.response({"event": summary}), 202
 
