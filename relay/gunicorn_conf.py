@@ -52,6 +52,8 @@ class ScrubbingLogger(Logger):  # type: ignore[misc]
 
     def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> Any:
         found = super().atoms(resp, req, environ, request_time)
+        if "access_token" not in environ.get("QUERY_STRING", "").lower():
+            return found
         for name in ("r", "q", "{raw_uri}e", "{query_string}e"):
             if isinstance(found.get(name), str):
                 found[name] = scrub(found[name])

@@ -23,14 +23,31 @@ class _Payload(Schema):
         unknown = INCLUDE
 
 
-class Link(_Payload):
-    """A hypermedia link, as the helpdesk nests them under ``links``."""
-
-    href = fields.String(required=True)
+def _hrefs(links: dict[str, Any]) -> None:
+    """Each link is an object with a string ``href`` (other keys are kept)."""
+    for name, link in links.items():
+        if not isinstance(link, dict) or not isinstance(link.get("href"), str):
+            raise ValidationError(f"links.{name} must be an object with an href")
 
 
 def _links() -> fields.Dict:
-    return fields.Dict(keys=fields.String(), values=fields.Nested(Link))
+    """Hypermedia links, as the helpdesk nests them: ``{name: {"href"}}``.
+
+    Checked by one function rather than a nested schema per link: intake
+    validates every payload, and a schema load per link was its largest cost.
+    """
+    return fields.Dict(
+        keys=fields.String(),
+        values=fields.Dict(),
+        validate=_hrefs,
+        metadata={
+            "additionalProperties": {
+                "type": "object",
+                "properties": {"href": {"type": "string"}},
+                "required": ["href"],
+            }
+        },
+    )
 
 
 def _text() -> fields.String:
