@@ -133,7 +133,7 @@ def read(stores: Stores, *, sample: int = defaults.OLDEST_PENDING_SAMPLE) -> Fig
     for answer in (length, jobs, retries, pending, dead, workers, lock, scrape):
         if isinstance(answer, Exception):
             raise answer
-    unacknowledged, unread = _depth(groups, int(length))
+    unacknowledged, unread = stream_depth(groups, int(length))
     oldest, open_count, probing = scrape
     pairs = [text(x) for x in oldest]
 
@@ -156,7 +156,7 @@ def read(stores: Stores, *, sample: int = defaults.OLDEST_PENDING_SAMPLE) -> Fig
     )
 
 
-def _depth(groups: Any, length: int) -> tuple[int, int | None]:
+def stream_depth(groups: Any, length: int) -> tuple[int, int | None]:
     """Items read but not acknowledged, and items not read yet (None when the
     server cannot say), over every consumer group of the work stream."""
     if isinstance(groups, Exception):  # no stream yet: nothing to read

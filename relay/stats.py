@@ -17,6 +17,7 @@ from rq import Queue, Worker
 from rq.registry import ScheduledJobRegistry
 
 from relay import ids
+from relay.figures import stream_depth
 from relay.stores import Stores
 
 #: The counters of a minute, in the order they are shown.
@@ -128,21 +129,11 @@ def _open_breakers(stores: Stores) -> list[tuple[str, str]]:
 
 
 def _group_depth(client: redis.Redis, stream: str) -> tuple[int, int | None]:
-    """Items read but not acknowledged, and items not yet read, over every
-    consumer group of ``stream`` (None when the server cannot say)."""
+    """Items read but not acknowledged, and items not read yet."""
     if not client.exists(stream):
         return 0, 0
-    groups = client.xinfo_groups(stream)
-    if not groups:  # no worker has ever read it
-        return 0, int(client.xlen(stream))
-    unacknowledged = 0
-    unread: int | None = 0
-    for group in groups:
-        unacknowledged += int(group["pending"])
-        lag = group.get("lag")
-        unread = None if lag is None or unread is None else unread + int(lag)
 
-    return unacknowledged, unread
+    return stream_depth(client.xinfo_groups(stream), int(client.xlen(stream)))
 
 
 def _dead_by_webhook(stores: Stores, top: int) -> list[tuple[str, str | None, int]]:

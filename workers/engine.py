@@ -50,9 +50,11 @@ _WAITING_PER_WEBHOOK = 256
 _QUEUED_HIGH = 128
 #: A webhook whose attempts take this long on average is slow: attempts
 #: beyond its concurrency are parked at once instead of waiting in memory.
-_SLOW_SECONDS = 1.0
-#: ...or whose slots have all been taken this long without one finishing.
-_STALLED_SECONDS = 2.0
+_SLOW_SECONDS = 0.5
+#: ...or whose slots have all been taken this long without one finishing. A
+#: fast webhook taken for slow while the machine is busy is pulled back (see
+#: ``_pull``), so erring early costs little.
+_STALLED_SECONDS = 0.25
 #: Parked attempts put back per webhook and pass: a few times what one
 #: worker runs at once, so a webhook that was only briefly slow drains fast.
 _UNPARK_FACTOR = 4

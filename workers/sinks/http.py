@@ -8,8 +8,10 @@ webhook's secret), plus ``Relay-Event`` with the event name.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -149,31 +151,65 @@ class HttpSink:
         self.http = http or session(settings)
 
     def send(self, message: Message, deadline: float) -> Outcome:
-        timeout = max(0.01, deadline - time.monotonic())
-        WATCHDOG.begin(deadline)
-        try:
-            response = self.http.post(
-                message.url,
-                data=message.body,
-                headers=headers(message, int(time.time())),
-                timeout=(min(5.0, timeout), timeout),
-                allow_redirects=False,
-                stream=True,
-            )
-            try:
-                excerpt = _excerpt(response)
-            finally:
-                response.close()
-        except requests.RequestException as exc:
-            cut = WATCHDOG.end()
-            return failure(exc, cut or time.monotonic() >= deadline)
-        except OSError as exc:
-            cut = WATCHDOG.end()
-            return Outcome(False, error="connect_error", message=str(exc)[:300])
-        if WATCHDOG.end():
-            return _timed_out(self.settings.delivery_timeout)
+        found = exchange(
+            self.http,
+            message.url,
+            message.body,
+            headers(message, int(time.time())),
+            deadline,
+        )
+        if isinstance(found, Outcome):
+            return found
 
-        return classify(response.status_code, response.headers, excerpt)
+        return classify(found.status, found.headers, found.excerpt)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """A receiver's answer: its status, headers and the start of its body."""
+
+    status: int
+    headers: Mapping[str, str]
+    excerpt: str
+
+
+def exchange(
+    http: requests.Session,
+    url: str,
+    body: bytes,
+    sent: dict[str, str],
+    deadline: float,
+) -> Reply | Outcome:
+    """POST ``body`` to ``url`` and read the answer, all by ``deadline``.
+
+    Returns the receiver's :class:`Reply`, or the failed :class:`Outcome`
+    when no complete answer came (refused, reset, timed out, cut off).
+    """
+    timeout = max(0.01, deadline - time.monotonic())
+    WATCHDOG.begin(deadline)
+    try:
+        response = http.post(
+            url,
+            data=body,
+            headers=sent,
+            timeout=(min(5.0, timeout), timeout),
+            allow_redirects=False,
+            stream=True,
+        )
+        try:
+            excerpt = _excerpt(response)
+        finally:
+            response.close()
+    except requests.RequestException as exc:
+        cut = WATCHDOG.end()
+        return failure(exc, cut or time.monotonic() >= deadline)
+    except OSError as exc:
+        WATCHDOG.end()
+        return Outcome(False, error="connect_error", message=str(exc)[:300])
+    if WATCHDOG.end():
+        return Outcome(False, error="timeout", message="no complete answer in time")
+
+    return Reply(response.status_code, response.headers, excerpt)
 
 
 def _excerpt(response: requests.Response) -> str:
@@ -184,14 +220,6 @@ def _excerpt(response: requests.Response) -> str:
         response.raw.release_conn()
 
     return data[:limit].decode("utf-8", "replace")
-
-
-def _timed_out(seconds: float) -> Outcome:
-    return Outcome(
-        False,
-        error="timeout",
-        message=f"no complete response within {seconds:g}s",
-    )
 
 
 def classify(status: int, found: Any, excerpt: str) -> Outcome:

@@ -24,7 +24,6 @@ other ``3xx``/``4xx``                   permanent
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Mapping
 
 import redis
@@ -35,8 +34,7 @@ from relay.config import Settings
 from workers import retry
 from workers.sinks import render
 from workers.sinks.base import Message, Outcome, deferred
-from workers.sinks.deadline import WATCHDOG
-from workers.sinks.http import failure, session
+from workers.sinks.http import exchange, session
 from workers.sinks.ratelimit import TokenBucket
 
 #: Statuses meaning the webhook or its channel is gone: disable the webhook.
@@ -98,46 +96,11 @@ class SlackSink:
         return outcome
 
     def _post(self, url: str, body: bytes, deadline: float) -> Outcome:
-        timeout = max(0.01, deadline - time.monotonic())
-        WATCHDOG.begin(deadline)
-        try:
-            response = self.http.post(
-                url,
-                data=body,
-                headers={"Content-Type": "application/json; charset=utf-8"},
-                timeout=(min(5.0, timeout), timeout),
-                allow_redirects=False,
-                stream=True,
-            )
-            try:
-                excerpt = _excerpt(response)
-            finally:
-                response.close()
-        except requests.RequestException as exc:
-            cut = WATCHDOG.end()
-            return failure(exc, cut or time.monotonic() >= deadline)
-        except OSError as exc:
-            WATCHDOG.end()
-            return Outcome(False, error="connect_error", message=str(exc)[:300])
-        if WATCHDOG.end():
-            return Outcome(
-                False,
-                error="timeout",
-                message=f"no complete answer from Slack within "
-                f"{self.settings.delivery_timeout:g}s",
-            )
+        found = exchange(self.http, url, body, _HEADERS, deadline)
+        if isinstance(found, Outcome):
+            return found
 
-        return classify(response.status_code, response.headers, excerpt, body)
-
-
-def _excerpt(response: requests.Response) -> str:
-    """The first bytes of Slack's answer, read without loading a large one."""
-    limit = defaults.RESPONSE_EXCERPT_BYTES
-    data = response.raw.read(limit + 1, decode_content=False)
-    if len(data) <= limit:
-        response.raw.release_conn()
-
-    return data[:limit].decode("utf-8", "replace")
+        return classify(found.status, found.headers, found.excerpt, body)
 
 
 def slack_code(excerpt: str) -> str | None:
@@ -145,6 +108,9 @@ def slack_code(excerpt: str) -> str | None:
     text = excerpt.strip()
 
     return text if _CODE.fullmatch(text) else None
+
+
+_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 
 
 def classify(
