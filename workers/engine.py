@@ -89,7 +89,7 @@ for _, webhook in ipairs(due) do
     for _, item in ipairs(items) do
       local sep = string.find(item, '|', 1, true)
       redis.call('XADD', KEYS[2], '*', 'd', string.sub(item, 1, sep - 1),
-        'n', string.sub(item, sep + 1))
+        'n', string.sub(item, sep + 1), 'p', '1')
       moved = moved + 1
     end
   end
@@ -257,6 +257,7 @@ class Engine:
         if not entries:
             return
         fanouts: list[tuple[str, str]] = []
+        unparked: set[str] = set()
         attempts: list[tuple[str, str, int]] = []
         for raw_id, fields in entries:
             entry_id = raw_id.decode()
@@ -266,6 +267,8 @@ class Engine:
                 attempts.append(
                     (entry_id, fields[b"d"].decode(), int(fields.get(b"n", b"1")))
                 )
+                if b"p" in fields:
+                    unparked.add(entry_id)
             else:
                 log.warning("work item unreadable entry_id=%s; dropped", entry_id)
                 self._ack(entry_id)
@@ -288,8 +291,12 @@ class Engine:
         with self._lock:
             # Every attempt of an item is registered before any starts, so a
             # fast one cannot acknowledge an item whose others are unstarted.
+            now = time.monotonic()
             for job in jobs:
                 self._open.setdefault(job.entry_id, {})[job.delivery.id] = job.number
+                if job.entry_id in unparked:
+                    # Its webhook has more parked: pull them while it is fast.
+                    self._parked_for[job.delivery.webhook_id] = now
         for job in jobs:
             self._dispatch(job)
 
