@@ -9,8 +9,10 @@ commands act through the same stores and :mod:`relay.operations` as the API.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -21,6 +23,7 @@ from relay import __version__, catalogue, defaults, ids, logs, stats
 from relay.config import Settings, from_env
 from relay.connection import redacted
 from relay.deliveries import Delivery
+from relay.dev import DEV_URL_FILE
 from relay.errors import RelayError
 from relay.operations import (
     DeadLetterFilter,
@@ -100,6 +103,10 @@ def main(ctx: click.Context, redis_url: str | None) -> None:
             ctx.obj = from_env()
         except RelayError as exc:
             raise click.ClickException(exc.message) from exc
+        local = Path(defaults.DEV_DATA_DIR) / DEV_URL_FILE
+        if "REDIS_URL" not in os.environ and local.is_file():
+            # Beside a running ``relay dev``: use its embedded Valkey.
+            ctx.obj = ctx.obj.replace(redis_url=local.read_text().strip())
     if redis_url:
         ctx.obj = ctx.obj.replace(redis_url=redis_url)
 

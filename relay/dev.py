@@ -23,6 +23,10 @@ from relay import defaults
 from relay.config import Settings
 from relay.connection import redacted
 
+#: The file under the data folder naming the embedded Valkey while it runs,
+#: so that ``relay`` commands run beside ``relay dev`` find it.
+DEV_URL_FILE = "redis-url"
+
 #: Seconds children get to stop before they are killed.
 _STOP_GRACE = 30.0
 
@@ -65,6 +69,7 @@ def run_dev(
     if not redis_url:
         server = _embedded_valkey(folder)
         redis_url = f"redis://127.0.0.1:{server.port}/0"
+        (folder / DEV_URL_FILE).write_text(redis_url + "\n")
     port = port or settings.port
     token = _token(folder, settings)
     env = dict(
@@ -110,6 +115,7 @@ def run_dev(
     finally:
         _stop(children)
         if server is not None:
+            (folder / DEV_URL_FILE).unlink(missing_ok=True)
             server.stop()
     if code:
         raise SystemExit(code)

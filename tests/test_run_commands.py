@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import urllib.request
 
@@ -95,6 +96,17 @@ def test_relay_dev_runs_everything_in_one_command(tmp_path, httpserver):
         assert refused.value.code == 401
         refused.value.close()
         assert _deliver_one(base, token, httpserver) == TICKET
+        # A relay command run beside relay dev finds its embedded Valkey.
+        beside = subprocess.run(
+            [sys.executable, "-m", "relay", "stats", "--json"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert beside.returncode == 0, beside.stderr
+        assert json.loads(beside.stdout)["stats"]["last_hour"]["delivered"] == 1
         dev.send_signal(signal.SIGINT)
         assert dev.wait(timeout=45) == 0
     finally:
