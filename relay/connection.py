@@ -67,6 +67,8 @@ class Keys:
     - ``wh:<id>:deliveries`` sorted set: a webhook's delivery ids by time
     - ``pending`` sorted set: unfinished delivery ids by creation time
     - ``dead`` sorted set: dead-letter (delivery) ids by time of death
+    - ``parked`` sorted set: webhooks with parked attempts, by wake time;
+      ``parked:<webhook id>`` list: its parked attempts (``id|number``)
     - ``lock:<delivery id>`` string: held while an attempt is in flight
     - ``breaker:<webhook id>`` hash: the webhook's circuit breaker and the
       failures counted towards disabling it; ``breakers:open`` set: the
@@ -87,6 +89,7 @@ class Keys:
         self.webhooks_version = prefix + "whs:version"
         self.pending = prefix + "pending"
         self.dead = prefix + "dead"
+        self.parked = prefix + "parked"
         self.console_salt = prefix + "console:salt"
 
     def event(self, event_id: str) -> str:
@@ -122,6 +125,9 @@ class Keys:
     @property
     def open_breakers(self) -> str:
         return f"{self.prefix}breakers:open"
+
+    def parked_list(self, webhook_id: str) -> str:
+        return f"{self.prefix}parked:{webhook_id}"
 
     def breaker(self, webhook_id: str) -> str:
         return f"{self.prefix}breaker:{webhook_id}"

@@ -282,15 +282,11 @@ class WebhookStore:
 
         return [Webhook.from_hash(f) for f in pipe.execute() if f]
 
-    def subscribed(self, event: str) -> list[Webhook]:
-        """Every webhook subscribed to ``event``, whatever its state."""
-        members = self.client.zrange(self.keys.webhooks_by_event(event), 0, -1)
+    def every(self) -> list[Webhook]:
+        """Every webhook, whatever its event and state."""
+        members = self.client.zrange(self.keys.webhooks, 0, -1)
 
         return self.many([text(m) for m in members])
-
-    def version(self) -> int:
-        """A counter that changes whenever any webhook changes."""
-        return int(self.client.get(self.keys.webhooks_version) or 0)
 
     def page(
         self,

@@ -273,7 +273,7 @@ class Engine:
                 log.warning("work item unreadable entry_id=%s; dropped", entry_id)
                 self._ack(entry_id)
         pipe = self.client.pipeline(transaction=False)
-        pipe.get(self.keys.prefix + "whs:version")
+        pipe.get(self.keys.webhooks_version)
         for _, event_id in fanouts:
             pipe.hmget(self.keys.event(event_id), ["event", "received_at", "body"])
         for _, delivery_id, _ in attempts:
@@ -495,9 +495,7 @@ class Engine:
             if now - self._pulled.get(webhook_id, 0.0) < _UNPARK_EVERY:
                 return
             self._pulled[webhook_id] = now
-        self.client.zadd(
-            self.keys.prefix + "parked", {webhook_id: ids.now_ms()}, xx=True, lt=True
-        )
+        self.client.zadd(self.keys.parked, {webhook_id: ids.now_ms()}, xx=True, lt=True)
 
     def _observe(self, webhook_id: str, seconds: float) -> None:
         """Keep a moving average of a webhook's attempt time."""
@@ -530,8 +528,8 @@ class Engine:
             self._parked_for[job.webhook.id] = time.monotonic()
         self._park(
             keys=[
-                self.keys.prefix + f"parked:{job.webhook.id}",
-                self.keys.prefix + "parked",
+                self.keys.parked_list(job.webhook.id),
+                self.keys.parked,
             ],
             args=[
                 f"{job.delivery.id}|{job.number}",
@@ -590,7 +588,7 @@ class Engine:
         if now >= self._next_unpark:
             self._next_unpark = now + _UNPARK_EVERY
             self._unpark(
-                keys=[self.keys.prefix + "parked", self.keys.work],
+                keys=[self.keys.parked, self.keys.work],
                 args=[
                     ids.now_ms(),
                     self.keys.prefix,
@@ -666,8 +664,7 @@ class Engine:
         """Reload every webhook when any has changed since the last load."""
         if version == self._webhooks_version:
             return
-        members = self.client.zrange(self.keys.prefix + "whs", 0, -1)
-        loaded = self.stores.webhooks.many([_text(m) for m in members])
+        loaded = self.stores.webhooks.every()
         by_event: dict[str, list[Webhook]] = {}
         for webhook in loaded:
             by_event.setdefault(webhook.event, []).append(webhook)
